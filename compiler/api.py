@@ -1,0 +1,80 @@
+"""The Python API: ``llmc.compile(model, target=...)`` -> an :class:`Artifact`."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .frontend import import_model
+from .ir import Graph
+from .pipeline import CompileOptions, compile_graph
+
+
+class Artifact:
+    """A compiled model in memory: manifest + members, ready to save or to run.
+
+    ``save`` writes the one-file artifact; ``run`` loads it through the same runtime that
+    ``llmc.load`` uses, so what a test checks here is what ships.
+    """
+
+    def __init__(self, manifest: dict, members: dict[str, bytes], graph: Graph | None = None,
+                 report: list[dict] | None = None) -> None:
+        self.manifest = manifest
+        self.members = members
+        self.graph = graph
+        self.report = report or []
+        self._model = None
+
+    def to_bytes(self) -> bytes:
+        import io
+
+        from llmc.runtime.format import write_artifact
+
+        buf = io.BytesIO()
+        write_artifact(buf, self.manifest, self.members)
+        return buf.getvalue()
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the artifact file (atomically: a crash never leaves half a file)."""
+        path = os.fspath(path)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(self.to_bytes())
+        os.replace(tmp, path)
+        return path
+
+    def load(self):
+        """The runnable model (loaded once, cached)."""
+        if self._model is None:
+            from llmc.runtime import load_bytes
+            self._model = load_bytes(self.to_bytes(), where=f"<compiled {self.manifest.get('model_name')}>")
+        return self._model
+
+    def run(self, *args: Any, **kwargs: Any):
+        """Run on numpy inputs (positional, a dict by name, or keywords); returns a dict."""
+        return self.load().run(*args, **kwargs)
+
+    def benchmark(self, *args: Any, **kwargs: Any) -> dict:
+        return self.load().benchmark(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"Artifact({m.get('model_name')!r}, target={m['target']['name']}, "
+                f"inputs={[i['name'] for i in m['inputs']]}, outputs={[o['name'] for o in m['outputs']]})")
+
+    def manifest_json(self) -> str:
+        return json.dumps(self.manifest, indent=1, sort_keys=True)
+
+
+def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
+            dynamic_shapes: Any = None, input_shapes: dict | None = None,
+            mcpu: str | None = None) -> Artifact:
+    """Compile a model for a target.
+
+    ``model``: an ONNX file path, an ``onnx.ModelProto``, a ``torch.nn.Module`` (with
+    ``example_inputs``, and ``dynamic_shapes`` as for ``torch.export``), a
+    ``torch.export.ExportedProgram`` or an llmc ``Graph``. ``input_shapes`` fixes ONNX input
+    dims (name -> list of ints/symbol names). ``mcpu`` picks the x86 CPU (default: this host's).
+    """
+    graph = import_model(model, example_inputs, dynamic_shapes=dynamic_shapes, input_shapes=input_shapes)
+    return compile_graph(graph, CompileOptions(target=target, mcpu=mcpu))

@@ -1,0 +1,151 @@
+"""The `llmc` command line: compile, run, inspect.
+
+Errors raised on purpose (LlmcError) print as one line and exit with status 1; `--debug`
+shows the traceback. Anything else is a bug and says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+from .errors import InputError, LlmcError
+
+
+def _parse_input_shapes(items: Sequence[str] | None) -> dict | None:
+    """`--input-shape name=1,3,224,224` (symbols allowed: name=batch,128)."""
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        if not sep or not name:
+            raise InputError(f"--input-shape {item!r}: expected NAME=D1,D2,...")
+        out[name] = [int(d) if d.strip().lstrip("-").isdigit() else d.strip() for d in dims.split(",")]
+    return out
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile as llmc_compile
+
+    t0 = time.perf_counter()
+    print(f"llmc: compiling {args.model} for {args.target} ...", file=sys.stderr, flush=True)
+    art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu,
+                       input_shapes=_parse_input_shapes(args.input_shape))
+    out = args.output or os.path.splitext(os.path.basename(args.model))[0] + ".llmc"
+    art.save(out)
+    size = os.path.getsize(out)
+    print(f"llmc: wrote {out} ({size / 1e6:.2f} MB, {len(art.manifest['kernels'])} kernels, "
+          f"{time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _load_npz(path: str) -> dict:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such inputs file") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npz of arrays ({exc})") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from llmc.runtime import load
+
+    model = load(args.artifact)
+    if args.inputs:
+        inputs = _load_npz(args.inputs)
+    else:
+        raise InputError("give the inputs with --inputs inputs.npz (arrays keyed by input name: "
+                         + ", ".join(repr(s) for s in model.inputs) + ")")
+    outputs = model.run(inputs)
+    if args.output:
+        np.savez(args.output, **outputs)
+        print(f"llmc: wrote {', '.join(outputs)} to {args.output}", file=sys.stderr)
+    for name, arr in outputs.items():
+        flat = arr.reshape(-1)
+        print(f"{name}: {arr.dtype}{list(arr.shape)} first values {np.array2string(flat[:6], precision=5)}")
+    if args.benchmark:
+        stats = model.benchmark(inputs, repeat=args.benchmark)
+        print(f"latency: median {stats['median_ms']:.3f} ms over {stats['repeat']} runs")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = args.model
+    if path.endswith(".llmc"):
+        from llmc.runtime.format import read_artifact
+        from llmc.runtime.loader import check_version
+
+        manifest, members = read_artifact(path, path)
+        check_version(manifest, path)
+        print(json.dumps({k: v for k, v in manifest.items() if k != "kernels"}, indent=1, sort_keys=True))
+        print(f"kernels: {len(manifest.get('kernels', []))}; members: "
+              + ", ".join(f"{k} ({len(v)} bytes)" for k, v in members.items()))
+        return 0
+    from .frontend import import_model
+
+    graph = import_model(path, input_shapes=_parse_input_shapes(args.input_shape))
+    print(graph)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmc", description="llmc: compile neural-network models ahead of time")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile an ONNX model into a .llmc artifact")
+    c.add_argument("model", help="model.onnx")
+    c.add_argument("--target", default="x86", help="x86 (default)")
+    c.add_argument("--mcpu", default=None, help="x86 CPU to build for (default: this machine's)")
+    c.add_argument("-o", "--output", help="artifact path (default: MODEL.llmc)")
+    c.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..",
+                   help="fix or name an input's dims (repeatable)")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled artifact on inputs from an .npz file")
+    r.add_argument("artifact")
+    r.add_argument("--inputs", help=".npz keyed by the model's input names")
+    r.add_argument("--output", help="write outputs to this .npz")
+    r.add_argument("--benchmark", type=int, default=0, metavar="N", help="also time N runs")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", help="print a model's IR or an artifact's manifest")
+    i.add_argument("model", help="model.onnx or model.llmc")
+    i.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LlmcError as exc:
+        if args.debug:
+            raise
+        print(f"llmc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("llmc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in llmc, not in the user's input
+        if args.debug:
+            raise
+        print(f"llmc: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

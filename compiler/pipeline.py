@@ -1,0 +1,87 @@
+"""The compile driver: verified IR -> passes -> backend build -> artifact members."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import llmc
+
+from . import dims as D
+from .errors import BackendError
+from .ir import Graph
+from .targets import check_target_name, required_cpu_flags
+
+
+@dataclass
+class CompileOptions:
+    target: str = "x86"
+    mcpu: str | None = None
+    passes: list[str] = field(default_factory=list)
+
+
+def _tensor_entry(graph: Graph, name: str) -> dict:
+    ty = graph.types[name]
+    return {"name": name, "dtype": ty.dtype,
+            "shape": [d if isinstance(d, int) else D.dim_str(d) for d in ty.shape]}
+
+
+def compile_graph(graph: Graph, options: CompileOptions):
+    """Build ``graph`` for ``options.target`` and package it as an Artifact."""
+    from llmc.runtime import cpu
+    from llmc.runtime.format import WEIGHTS
+
+    from .api import Artifact
+
+    check_target_name(options.target)
+    t0 = time.perf_counter()
+    graph.verify()
+    from llmc.backends import x86
+
+    host = x86.host_target()
+    result = x86.build(graph, mcpu=options.mcpu)
+    mcpu = result.target.get("mcpu", "x86-64")
+    build_s = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory(prefix="llmc-build-") as tmp:
+        lib_path = os.path.join(tmp, "model.so")
+        try:
+            result.executable.export_library(lib_path)
+        except Exception as exc:  # TVM/compiler toolchain errors
+            raise BackendError(f"linking the compiled library failed: {exc}") from None
+        with open(lib_path, "rb") as fh:
+            library = fh.read()
+
+    params = getattr(result, "params", None) or {p: graph.constants[p] for p in result.param_names}
+    weights = _safetensors_bytes({p: params[p] for p in result.param_names})
+    manifest = {
+        "llmc_version": llmc.__version__,
+        "model_name": graph.name,
+        "target": {
+            "name": options.target,
+            "device": "cpu",
+            "arch": cpu.host_arch() if options.target == "x86" else options.target,
+            "tvm_target": result.target,
+            "mcpu": mcpu,
+            "required_cpu_flags": required_cpu_flags(mcpu, host.get("mcpu", "")),
+        },
+        "inputs": [_tensor_entry(graph, n) for n in graph.inputs],
+        "outputs": [_tensor_entry(graph, n) for n in graph.outputs],
+        "params": list(result.param_names),
+        "library": "lib/model.so",
+        "passes": list(options.passes),
+        "kernels": list(result.kernels),
+        "compile_seconds": round(time.perf_counter() - t0, 3),
+        "build_seconds": round(build_s, 3),
+    }
+    members = {"lib/model.so": library, WEIGHTS: weights}
+    return Artifact(manifest, members, graph=graph)
+
+
+def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
