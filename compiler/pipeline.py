@@ -84,4 +84,4 @@ def compile_graph(graph: Graph, options: CompileOptions):
 def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     from safetensors.numpy import save
 
-    return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    return save({k: np.require(v, requirements="C") for k, v in arrays.items()})

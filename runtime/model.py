@@ -75,7 +75,7 @@ class CompiledModel:
         missing = [p for p in param_names if p not in weights]
         if missing:
             raise ArtifactError(f"{where}: weights for {missing[:5]} are missing")
-        self._params = [tvm.runtime.tensor(np.ascontiguousarray(weights[p]), self._device)
+        self._params = [tvm.runtime.tensor(np.require(weights[p], requirements="C"), self._device)
                         for p in param_names]
 
     # ------------------------------------------------------------------ inputs
@@ -109,7 +109,7 @@ class CompiledModel:
                 raise InputError(f"input {spec.name!r} has dtype {arr.dtype}, the model expects "
                                  f"{spec.dtype}")
             _check_shape(spec, arr.shape, bindings)
-            arrays.append(np.ascontiguousarray(arr))
+            arrays.append(np.require(arr, requirements="C"))
         return arrays
 
     # ------------------------------------------------------------------ running

@@ -1,0 +1,58 @@
+"""Shared benchmark plumbing: machine description, fair timing, and the results table."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def machine() -> str:
+    """One line naming the CPU, cores and the thread settings every peer runs with."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}, "
+            f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+
+def fair_environment(threads: int | None = None) -> int:
+    """Give every peer the same thread count and non-spinning OpenMP (set before imports)."""
+    threads = threads or os.cpu_count() or 1
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return threads
+
+
+def median_ms(fn: Callable[[], object], repeat: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def print_table(rows: list[dict], peers: list[str], base: str = "onnxruntime") -> None:
+    """workload | each peer's median ms | llmc's ratio to each peer (>1 means llmc is slower)."""
+    head = ["workload"] + [f"{p} ms" for p in peers] + [f"llmc/{p}" for p in peers if p != "llmc"]
+    print(" | ".join(head))
+    print(" | ".join("---" for _ in head))
+    for r in rows:
+        cells = [r["workload"]] + [f"{r[p]:.2f}" if r.get(p) is not None else "n/a" for p in peers]
+        cells += [f"{r['llmc'] / r[p]:.2f}x" if r.get(p) and r.get("llmc") else "n/a"
+                  for p in peers if p != "llmc"]
+        print(" | ".join(cells))
