@@ -38,13 +38,23 @@ def dim(value: object) -> Dim:
     if hasattr(value, "__index__") and not isinstance(value, sympy.Basic):
         return int(value.__index__())
     if isinstance(value, sympy.Basic):
-        expr = sympy.simplify(value) if not value.is_Atom else value
+        expr = _simplify(value) if not value.is_Atom else value
         if expr.is_Integer:
             return int(expr)
         if expr.is_number:
             raise ShapeError(f"dim {value} is not an integer")
         return expr
     raise ShapeError(f"cannot use {value!r} ({type(value).__name__}) as a tensor dim")
+
+
+@functools.lru_cache(maxsize=65536)
+def _simplify(expr: sympy.Expr) -> sympy.Expr:
+    """sympy canonicalizes sums and products itself; full simplify is only needed for the rest
+    (floor, Mod, Max/Min, rationals), and it is slow, so results are cached."""
+    special = (sympy.floor, sympy.ceiling, sympy.Mod, sympy.Max, sympy.Min)
+    if not expr.has(*special) and all(r.is_Integer for r in expr.atoms(sympy.Rational)):
+        return sympy.expand(expr)
+    return sympy.simplify(expr)
 
 
 def shape(values: Iterable[object]) -> tuple:
@@ -109,7 +119,12 @@ def equal(a: Dim, b: Dim) -> bool:
     """Provably equal (symbolic dims compare structurally after simplification)."""
     if isinstance(a, int) and isinstance(b, int):
         return a == b
-    return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
+    if a == b:
+        return True
+    diff = sympy.sympify(a) - sympy.sympify(b)
+    if diff.is_number:
+        return diff == 0
+    return _simplify(diff) == 0
 
 
 def product(dims: Iterable[Dim]) -> Dim:
