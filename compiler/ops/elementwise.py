@@ -103,7 +103,7 @@ _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 def erf(x: np.ndarray) -> np.ndarray:
     """Exact (double-precision) erf, vectorized; numpy has none and scipy is not a dependency."""
     x = np.asarray(x)
-    return _erf_scalar(x.astype(np.float64)).astype(np.float64).astype(x.dtype)
+    return np.asarray(_erf_scalar(x.astype(np.float64)), np.float64).astype(x.dtype)
 
 
 def _sigmoid(x):
