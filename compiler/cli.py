@@ -28,13 +28,41 @@ def _parse_input_shapes(items: Sequence[str] | None) -> dict | None:
     return out
 
 
+def _parse_dims(text: str | None) -> dict[str, int] | None:
+    """`--plan-dims batch=1,seq=128`."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise InputError(f"--plan-dims {text!r}: expected NAME=INT,NAME=INT")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _split(value: str | list | None) -> list[str] | None:
+    if not value:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as llmc_compile
 
     t0 = time.perf_counter()
     print(f"llmc: compiling {args.model} for {args.target} ...", file=sys.stderr, flush=True)
     art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu,
-                       input_shapes=_parse_input_shapes(args.input_shape))
+                       input_shapes=_parse_input_shapes(args.input_shape), opt_level=args.opt_level,
+                       passes=_split(args.passes), disable_passes=_split(args.disable_pass),
+                       plan_dims=_parse_dims(args.plan_dims))
+    if args.report:
+        print(art.report.format_table())
+        plan = art.manifest["memory_plan"]
+        print(f"memory plan: arena {plan['arena_bytes']} bytes for {plan['intermediate_bytes']} bytes "
+              f"of intermediates (at {plan['at'] or 'static shapes'}); "
+              f"{len(art.manifest['kernels'])} kernels")
     out = args.output or os.path.splitext(os.path.basename(args.model))[0] + ".llmc"
     art.save(out)
     size = os.path.getsize(out)
@@ -110,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="artifact path (default: MODEL.llmc)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..",
                    help="fix or name an input's dims (repeatable)")
+    c.add_argument("-O", dest="opt_level", default="O3", choices=["O0", "O1", "O2", "O3", "0", "1", "2", "3"],
+                   help="optimization level: -O0 (as imported) .. -O3 (every pass, default)")
+    c.add_argument("--passes", help="explicit comma-separated pass list (overrides -O)")
+    c.add_argument("--disable-pass", action="append", metavar="NAME", help="skip a pass (repeatable)")
+    c.add_argument("--report", action="store_true", help="print what each pass did")
+    c.add_argument("--plan-dims", metavar="SYM=N,..", help="symbol values for the reported memory plan (default 1)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled artifact on inputs from an .npz file")

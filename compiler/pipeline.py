@@ -18,9 +18,15 @@ from .targets import check_target_name, required_cpu_flags
 
 @dataclass
 class CompileOptions:
+    """Everything that decides how a graph is compiled (the CLI's flags map onto this)."""
+
     target: str = "x86"
     mcpu: str | None = None
-    passes: list[str] = field(default_factory=list)
+    opt_level: str = "O3"
+    passes: list[str] | None = None      # explicit pass list; overrides opt_level
+    disable_passes: list[str] = field(default_factory=list)
+    verify_passes: bool = False          # run the IR verifier after every pass (tests do)
+    plan_dims: dict[str, int] | None = None  # symbol values for the memory plan (default 1)
 
 
 def _tensor_entry(graph: Graph, name: str) -> dict:
@@ -36,9 +42,15 @@ def compile_graph(graph: Graph, options: CompileOptions):
 
     from .api import Artifact
 
+    from llmc.passes import plan_memory, run_passes
+
     check_target_name(options.target)
     t0 = time.perf_counter()
     graph.verify()
+    graph, report = run_passes(graph, level=options.opt_level, passes=options.passes,
+                               disable=options.disable_passes, verify=options.verify_passes,
+                               bindings=options.plan_dims)
+    plan = plan_memory(graph, options.plan_dims)
     from llmc.backends import x86
 
     host = x86.host_target()
@@ -72,13 +84,19 @@ def compile_graph(graph: Graph, options: CompileOptions):
         "outputs": [_tensor_entry(graph, n) for n in graph.outputs],
         "params": list(result.param_names),
         "library": "lib/model.so",
-        "passes": list(options.passes),
+        "opt_level": options.opt_level if options.passes is None else None,
+        "passes": [row.name for row in report.rows],
         "kernels": list(result.kernels),
+        "nodes": len(graph.nodes),
+        "memory_plan": {"arena_bytes": plan.arena_bytes, "intermediate_bytes": plan.total_bytes,
+                        "at": {k: int(v) for k, v in plan.bindings.items()}},
         "compile_seconds": round(time.perf_counter() - t0, 3),
         "build_seconds": round(build_s, 3),
     }
     members = {"lib/model.so": library, WEIGHTS: weights}
-    return Artifact(manifest, members, graph=graph)
+    if report.rows:
+        report.rows[-1].kernels = len(result.kernels)
+    return Artifact(manifest, members, graph=graph, report=report)
 
 
 def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -91,3 +91,15 @@ def test_console_script_debug_shows_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "llmc.cli", "--debug", "run", str(missing), "--inputs", "x.npz"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_opt_levels_pass_control_and_report(small_onnx, tmp_path, capsys):
+    art = tmp_path / "o.llmc"
+    assert main(["compile", small_onnx, "-O0", "-o", str(art)]) == 0
+    assert main(["compile", small_onnx, "-o", str(art), "--passes", "constant_fold,dce",
+                 "--disable-pass", "dce", "--report", "--plan-dims", "batch=4"]) == 0
+    out = capsys.readouterr().out
+    assert "constant_fold" in out and "dce " not in out and "memory plan: arena" in out
+    assert "'batch': 4" in out
+    assert main(["compile", small_onnx, "-o", str(art), "--passes", "no_such_pass"]) == 1
+    assert "unknown pass 'no_such_pass'" in capsys.readouterr().err
