@@ -135,7 +135,7 @@ class Graph:
             self.types[out] = ty
             self._used.add(out)
         self.nodes.append(Node(op, list(inputs), outputs, attrs, name))
-        return outputs
+        return list(outputs)
 
     def set_outputs(self, names: Iterable[str]) -> None:
         self.outputs = list(names)

@@ -1,0 +1,7 @@
+"""x86 (LLVM) backend: host target detection, CPU schedules, build and in-process run."""
+from .build import BuildResult, build, run, set_num_threads
+from .target import host_target
+
+set_num_threads()
+
+__all__ = ["BuildResult", "build", "run", "host_target", "set_num_threads"]
