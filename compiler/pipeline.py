@@ -13,7 +13,6 @@ import llmc
 from . import dims as D
 from .errors import BackendError
 from .ir import Graph
-from .targets import check_target_name, required_cpu_flags
 
 
 @dataclass
@@ -29,6 +28,13 @@ class CompileOptions:
     plan_dims: dict[str, int] | None = None  # symbol values for the memory plan (default 1)
 
 
+def _backend_options(options: CompileOptions) -> dict:
+    """The target-specific subset of the options, as the backend's ``build`` takes them."""
+    if options.target == "x86":
+        return {"mcpu": options.mcpu}
+    return {}
+
+
 def _tensor_entry(graph: Graph, name: str) -> dict:
     ty = graph.types[name]
     return {"name": name, "dtype": ty.dtype,
@@ -37,25 +43,22 @@ def _tensor_entry(graph: Graph, name: str) -> dict:
 
 def compile_graph(graph: Graph, options: CompileOptions):
     """Build ``graph`` for ``options.target`` and package it as an Artifact."""
-    from llmc.runtime import cpu
     from llmc.runtime.format import WEIGHTS
 
     from .api import Artifact
 
     from llmc.passes import plan_memory, run_passes
 
-    check_target_name(options.target)
+    from llmc.backends import get_backend
+
+    backend = get_backend(options.target)
     t0 = time.perf_counter()
     graph.verify()
     graph, report = run_passes(graph, level=options.opt_level, passes=options.passes,
                                disable=options.disable_passes, verify=options.verify_passes,
                                bindings=options.plan_dims)
     plan = plan_memory(graph, options.plan_dims)
-    from llmc.backends import x86
-
-    host = x86.host_target()
-    result = x86.build(graph, mcpu=options.mcpu)
-    mcpu = result.target.get("mcpu", "x86-64")
+    result = backend.build(graph, **_backend_options(options))
     build_s = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="llmc-build-") as tmp:
@@ -72,14 +75,7 @@ def compile_graph(graph: Graph, options: CompileOptions):
     manifest = {
         "llmc_version": llmc.__version__,
         "model_name": graph.name,
-        "target": {
-            "name": options.target,
-            "device": "cpu",
-            "arch": cpu.host_arch() if options.target == "x86" else options.target,
-            "tvm_target": result.target,
-            "mcpu": mcpu,
-            "required_cpu_flags": required_cpu_flags(mcpu, host.get("mcpu", "")),
-        },
+        "target": {"name": options.target, **backend.target_manifest(result)},
         "inputs": [_tensor_entry(graph, n) for n in graph.inputs],
         "outputs": [_tensor_entry(graph, n) for n in graph.outputs],
         "params": list(result.param_names),

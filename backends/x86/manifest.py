@@ -1,10 +1,10 @@
-"""Compilation targets by name, and what an x86 build demands of the CPU that runs it."""
+"""What an x86 artifact records about its target, so the runtime can refuse a wrong CPU."""
 from __future__ import annotations
 
-from llmc.errors import BackendError
 from llmc.runtime import cpu
 
-TARGETS = ("x86",)
+from .build import BuildResult
+from .target import host_target
 
 _X86_V3 = ["avx", "avx2", "fma", "f16c"]
 _X86_V4 = _X86_V3 + ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"]
@@ -27,17 +27,18 @@ MCPU_FLAGS: dict[str, list[str]] = {
 }
 
 
-def check_target_name(target: str) -> str:
-    if target not in TARGETS:
-        raise BackendError(f"unknown target {target!r}; llmc supports {', '.join(TARGETS)}")
-    return target
-
-
-def required_cpu_flags(mcpu: str, host_mcpu: str) -> list[str]:
+def required_cpu_flags(mcpu: str) -> list[str]:
     """CPU flags an x86 artifact built for ``mcpu`` needs at run time."""
     if mcpu in MCPU_FLAGS:
         return list(MCPU_FLAGS[mcpu])
-    if mcpu == host_mcpu:
+    if mcpu == host_target().get("mcpu"):
         return cpu.codegen_flags()
+    from llmc.errors import BackendError
     raise BackendError(f"unknown --mcpu {mcpu!r}; use one of {', '.join(MCPU_FLAGS)} or omit it "
                        "for this machine's CPU")
+
+
+def target_manifest(result: BuildResult) -> dict:
+    mcpu = result.target.get("mcpu", "x86-64")
+    return {"device": "cpu", "arch": cpu.host_arch(), "tvm_target": result.target, "mcpu": mcpu,
+            "required_cpu_flags": required_cpu_flags(mcpu)}
