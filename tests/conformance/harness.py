@@ -19,6 +19,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -152,11 +153,17 @@ def reference_executor(freeze: bool = False) -> Executor:
 
 
 def x86_executor(freeze: bool = False) -> Executor:
-    """The public API: ``llmc.compile(model, target="x86").run(inputs)``."""
+    """The public API: ``llmc.compile(model, target="x86").run(inputs)``.
+
+    ``LLMC_CONFORMANCE_OPT`` (O0..O3, default O3) picks the optimization level, so the
+    totals at -O0 and -O3 can be compared.
+    """
     import llmc
 
+    level = os.environ.get("LLMC_CONFORMANCE_OPT", "O3")
+
     def build(model):
-        art = llmc.compile(model, target="x86")
+        art = llmc.compile(model, target="x86", opt_level=level)
         return lambda inputs: art.run(dict(inputs))
     return _llmc_executor(build, freeze)
 
