@@ -53,6 +53,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     print(f"llmc: compiling {args.model} for {args.target} ...", file=sys.stderr, flush=True)
+    if args.stages:
+        return _compile_stages(args, t0)
     art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu,
                        input_shapes=_parse_input_shapes(args.input_shape), opt_level=args.opt_level,
                        passes=_split(args.passes), disable_passes=_split(args.disable_pass),
@@ -68,6 +70,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     size = os.path.getsize(out)
     print(f"llmc: wrote {out} ({size / 1e6:.2f} MB, {len(art.manifest['kernels'])} kernels, "
           f"{time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _compile_stages(args: argparse.Namespace, t0: float) -> int:
+    """`llmc compile --stages K`: one artifact per pipeline stage plus pipeline.json."""
+    from llmc.distributed import compile_pipeline, describe_pipeline
+
+    out_dir = args.output or os.path.splitext(os.path.basename(args.model))[0] + "_stages"
+    path = compile_pipeline(args.model, args.stages, out_dir, target=args.target, mcpu=args.mcpu,
+                            opt_level=args.opt_level, input_shapes=_parse_input_shapes(args.input_shape),
+                            bindings=_parse_dims(args.plan_dims),
+                            progress=lambda i, k: print(f"llmc: building stage {i + 1} of {k}", file=sys.stderr, flush=True))
+    print(describe_pipeline(path))
+    print(f"llmc: wrote {path} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
 
@@ -88,22 +104,50 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from llmc.runtime import load
 
+    if args.workers or args.ray_address or args.artifact.endswith(".json"):
+        return _run_distributed(args)
     model = load(args.artifact)
-    if args.inputs:
-        inputs = _load_npz(args.inputs)
-    else:
+    if not args.inputs:
         raise InputError("give the inputs with --inputs inputs.npz (arrays keyed by input name: "
                          + ", ".join(repr(s) for s in model.inputs) + ")")
+    if len(args.inputs) > 1:
+        raise InputError("several --inputs shards need --workers N (data-parallel on Ray)")
+    inputs = _load_npz(args.inputs[0])
     outputs = model.run(inputs)
-    if args.output:
-        np.savez(args.output, **outputs)
-        print(f"llmc: wrote {', '.join(outputs)} to {args.output}", file=sys.stderr)
-    for name, arr in outputs.items():
-        flat = arr.reshape(-1)
-        print(f"{name}: {arr.dtype}{list(arr.shape)} first values {np.array2string(flat[:6], precision=5)}")
+    _report_outputs([outputs], args.output)
     if args.benchmark:
         stats = model.benchmark(inputs, repeat=args.benchmark)
         print(f"latency: median {stats['median_ms']:.3f} ms over {stats['repeat']} runs")
+    return 0
+
+
+def _report_outputs(results: list[dict], output: str | None) -> None:
+    import numpy as np
+
+    for i, outputs in enumerate(results):
+        if output:
+            path = output if len(results) == 1 else f"{os.path.splitext(output)[0]}_{i}.npz"
+            np.savez(path, **outputs)
+            print(f"llmc: wrote {', '.join(outputs)} to {path}", file=sys.stderr)
+        for name, arr in outputs.items():
+            flat = arr.reshape(-1)
+            tag = f"[{i}] " if len(results) > 1 else ""
+            print(f"{tag}{name}: {arr.dtype}{list(arr.shape)} first values "
+                  f"{np.array2string(flat[:6], precision=5)}")
+
+
+def _run_distributed(args: argparse.Namespace) -> int:
+    """A pipeline.json (stages) or an artifact over several input shards, on Ray."""
+    if not args.inputs:
+        raise InputError("give the inputs with --inputs shard.npz (repeatable: one item per file)")
+    if args.artifact.endswith(".json") and not (args.workers or args.ray_address):
+        from llmc.distributed import run_pipeline_local
+        results = run_pipeline_local(args.artifact, [_load_npz(p) for p in args.inputs])
+    else:
+        from llmc.distributed import run_distributed
+        results = run_distributed(args.artifact, [_load_npz(p) for p in args.inputs],
+                                  workers=args.workers or 2, ray_address=args.ray_address)
+    _report_outputs(results, args.output)
     return 0
 
 
@@ -143,12 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--passes", help="explicit comma-separated pass list (overrides -O)")
     c.add_argument("--disable-pass", action="append", metavar="NAME", help="skip a pass (repeatable)")
     c.add_argument("--report", action="store_true", help="print what each pass did")
+    c.add_argument("--stages", type=int, default=0, metavar="K",
+                   help="split into K pipeline stages (one artifact each + pipeline.json in -o DIR)")
     c.add_argument("--plan-dims", metavar="SYM=N,..", help="symbol values for the reported memory plan (default 1)")
     c.set_defaults(func=cmd_compile)
 
-    r = sub.add_parser("run", help="run a compiled artifact on inputs from an .npz file")
+    r = sub.add_parser("run", help="run a compiled artifact (or a pipeline.json) on inputs from .npz files")
     r.add_argument("artifact")
-    r.add_argument("--inputs", help=".npz keyed by the model's input names")
+    r.add_argument("--inputs", action="append", help=".npz keyed by the model's input names "
+                   "(repeat for several shards with --workers)")
+    r.add_argument("--workers", type=int, default=0, help="data-parallel on N Ray actors")
+    r.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     r.add_argument("--output", help="write outputs to this .npz")
     r.add_argument("--benchmark", type=int, default=0, metavar="N", help="also time N runs")
     r.set_defaults(func=cmd_run)

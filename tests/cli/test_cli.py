@@ -103,3 +103,19 @@ def test_opt_levels_pass_control_and_report(small_onnx, tmp_path, capsys):
     assert "'batch': 4" in out
     assert main(["compile", small_onnx, "-o", str(art), "--passes", "no_such_pass"]) == 1
     assert "unknown pass 'no_such_pass'" in capsys.readouterr().err
+
+
+def test_compile_stages_and_run_pipeline_locally(small_onnx, tmp_path, capsys):
+    import onnxruntime as ort
+
+    out_dir = tmp_path / "stages"
+    assert main(["compile", small_onnx, "--stages", "2", "-o", str(out_dir), "--plan-dims", "batch=4"]) == 0
+    assert "2 stages" in capsys.readouterr().out
+    x = np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    assert main(["run", str(out_dir / "pipeline.json"), "--inputs", str(tmp_path / "in.npz"),
+                 "--output", str(tmp_path / "out.npz")]) == 0
+    with np.load(tmp_path / "out.npz") as out:
+        got = out["y"]
+    want = ort.InferenceSession(small_onnx).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
