@@ -68,19 +68,20 @@ class Artifact:
 
 def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
             dynamic_shapes: Any = None, input_shapes: dict | None = None,
-            mcpu: str | None = None, opt_level: str = "O3", passes: list[str] | None = None,
+            mcpu: str | None = None, arch: str | None = None, opt_level: str = "O3", passes: list[str] | None = None,
             disable_passes: list[str] | None = None, plan_dims: dict[str, int] | None = None) -> Artifact:
     """Compile a model for a target.
 
     ``model``: an ONNX file path, an ``onnx.ModelProto``, a ``torch.nn.Module`` (with
     ``example_inputs``, and ``dynamic_shapes`` as for ``torch.export``), a
     ``torch.export.ExportedProgram`` or an llmc ``Graph``. ``input_shapes`` fixes ONNX input
-    dims (name -> list of ints/symbol names). ``mcpu`` picks the x86 CPU (default: this host's).
+    dims (name -> list of ints/symbol names). ``mcpu`` picks the x86 CPU (default: this host's);
+    ``arch`` the CUDA GPU (sm_80..sm_90; default: the local GPU's, else sm_80).
     ``opt_level`` ("O0".."O3") or an explicit ``passes`` list choose the graph passes;
     ``disable_passes`` removes some; ``plan_dims`` gives symbol values (e.g. {"seq": 128}) at
     which the memory plan is reported. ``Artifact.report`` holds what each pass did.
     """
     graph = import_model(model, example_inputs, dynamic_shapes=dynamic_shapes, input_shapes=input_shapes)
-    return compile_graph(graph, CompileOptions(target=target, mcpu=mcpu, opt_level=opt_level,
+    return compile_graph(graph, CompileOptions(target=target, mcpu=mcpu, arch=arch, opt_level=opt_level,
                                                passes=passes, disable_passes=list(disable_passes or []),
                                                plan_dims=plan_dims))

@@ -55,7 +55,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"llmc: compiling {args.model} for {args.target} ...", file=sys.stderr, flush=True)
     if args.stages:
         return _compile_stages(args, t0)
-    art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu,
+    art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu, arch=args.arch,
                        input_shapes=_parse_input_shapes(args.input_shape), opt_level=args.opt_level,
                        passes=_split(args.passes), disable_passes=_split(args.disable_pass),
                        plan_dims=_parse_dims(args.plan_dims))
@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile an ONNX model into a .llmc artifact")
     c.add_argument("model", help="model.onnx")
-    c.add_argument("--target", default="x86", help="x86 (default)")
+    c.add_argument("--target", default="x86", help="x86 (default), cuda, arm64 or systolic")
+    c.add_argument("--arch", default=None, help="cuda: sm_80|sm_86|sm_89|sm_90 (default: the local GPU's, else sm_80)")
     c.add_argument("--mcpu", default=None, help="x86 CPU to build for (default: this machine's)")
     c.add_argument("-o", "--output", help="artifact path (default: MODEL.llmc)")
     c.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..",

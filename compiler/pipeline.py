@@ -21,6 +21,7 @@ class CompileOptions:
 
     target: str = "x86"
     mcpu: str | None = None
+    arch: str | None = None              # cuda: sm_80 | sm_86 | sm_89 | sm_90 (default: local GPU's or sm_80)
     opt_level: str = "O3"
     passes: list[str] | None = None      # explicit pass list; overrides opt_level
     disable_passes: list[str] = field(default_factory=list)
@@ -32,6 +33,8 @@ def _backend_options(options: CompileOptions) -> dict:
     """The target-specific subset of the options, as the backend's ``build`` takes them."""
     if options.target == "x86":
         return {"mcpu": options.mcpu}
+    if options.target == "cuda":
+        return {"arch": options.arch}
     return {}
 
 

@@ -33,13 +33,51 @@ def _open(src, where: str, device: str | None) -> CompiledModel:
     target = manifest.get("target")
     if not isinstance(target, dict):
         raise ArtifactError(f"{where}: manifest has no target")
+    check_schema(manifest, where)
     check_target(target, where)
     lib_name = manifest.get("library")
-    if lib_name not in members:
+    if not isinstance(lib_name, str) or lib_name not in members:
         raise ArtifactError(f"{where}: manifest names library {lib_name!r}, which is not a member")
     weights = _load_weights(members.get(WEIGHTS), where)
     return CompiledModel(manifest, members[lib_name], weights, where,
                          device or target.get("device", "cpu"))
+
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_schema(manifest: Mapping, where: str) -> None:
+    """The manifest fields the runtime reads have the types it expects.
+
+    The sha256 list only proves the members match the manifest, not that the manifest is one
+    llmc wrote: a hand-edited (re-hashed) manifest must be refused here, not crash later.
+    """
+    def bad(field: str, value) -> ArtifactError:
+        return ArtifactError(f"{where}: manifest field {field} is malformed ({str(value)[:80]!r}); "
+                             "the artifact was not written by llmc or was edited")
+
+    target = manifest["target"]
+    for key in ("arch", "name", "mcpu"):
+        if target.get(key) is not None and not isinstance(target[key], str):
+            raise bad(f"target.{key}", target[key])
+    flags = target.get("required_cpu_flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise bad("target.required_cpu_flags", flags)
+    if target.get("device", "cpu") not in DEVICES:
+        raise bad("target.device", target.get("device"))
+    params = manifest.get("params", [])
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        raise bad("params", params)
+    for key in ("inputs", "outputs"):
+        entries = manifest.get(key)
+        if not isinstance(entries, list):
+            raise bad(key, entries)
+        for e in entries:
+            if not (isinstance(e, dict) and isinstance(e.get("name"), str)
+                    and isinstance(e.get("dtype"), str) and isinstance(e.get("shape"), list)
+                    and all((isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                            or isinstance(d, str) for d in e["shape"])):
+                raise bad(key, e)
 
 
 def check_target(target: Mapping, where: str) -> None:
@@ -48,6 +86,9 @@ def check_target(target: Mapping, where: str) -> None:
     if arch and arch != cpu.host_arch():
         raise ArtifactError(f"{where}: built for {arch} ({target.get('name')}), this machine is "
                             f"{cpu.host_arch()}; recompile with --target for this machine")
+    if target.get("device") == "cuda":
+        check_gpu(target, where)
+        return
     required = target.get("required_cpu_flags") or []
     have = cpu.host_flags()
     if have:
@@ -56,6 +97,25 @@ def check_target(target: Mapping, where: str) -> None:
             raise ArtifactError(f"{where}: built for CPU {target.get('mcpu')!r}, which needs "
                                 f"{', '.join(missing)}; this CPU lacks them. Recompile with "
                                 "--mcpu for this machine (or x86-64 for any x86-64 CPU)")
+
+
+def check_gpu(target: Mapping, where: str) -> None:
+    """A CUDA artifact needs GPU 0 with exactly the arch its fatbin holds SASS for."""
+    want = target.get("gpu_arch")
+    try:
+        import tvm.runtime
+
+        dev = tvm.runtime.cuda(0)
+        have = "sm_" + str(dev.compute_version).replace(".", "") if dev.exist else None
+    except Exception:  # no driver / libcuda, or a TVM runtime without CUDA
+        have = None
+    if have is None:
+        raise ArtifactError(f"{where}: built for an NVIDIA GPU ({want}), but this machine has no "
+                            "usable CUDA GPU (no device or no driver); run it on a GPU machine or "
+                            "recompile with --target x86")
+    if want and have != want:
+        raise ArtifactError(f"{where}: built for GPU arch {want}, this GPU is {have}; recompile "
+                            f"with --target cuda --arch {have}")
 
 
 def check_version(manifest: Mapping, where: str) -> None:
