@@ -146,6 +146,8 @@ def _topo_order(graph: onnx.GraphProto, where: str) -> list[onnx.NodeProto]:
 
 
 def _sanitize(name: str) -> str:
+    if isinstance(name, bytes):  # protobuf hands proto2 strings with invalid UTF-8 back as bytes
+        name = name.decode("utf-8", errors="replace")
     out = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return out if re.match(r"[A-Za-z_]", out) else "d_" + out
 

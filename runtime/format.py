@@ -54,10 +54,16 @@ def read_artifact(path_or_bytes, where: str) -> tuple[dict, dict[str, bytes]]:
         zf = zipfile.ZipFile(src)
     except FileNotFoundError:
         raise ArtifactError(f"{where}: no such file") from None
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # BadZipFile, NotImplementedError (zip version), struct.error, ...
         raise ArtifactError(f"{where}: not an llmc artifact (not a readable zip file: {exc})") from None
     with zf:
         names = set(zf.namelist())
+        if len(names) != len(zf.namelist()):
+            raise ArtifactError(f"{where}: a member name appears twice (tampered artifact?)")
+        for info in zf.infolist():  # stored members: memory is bounded by the file's size
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ArtifactError(f"{where}: member {info.filename!r} is compressed; llmc "
+                                    "artifacts store members uncompressed (not written by llmc)")
         if MANIFEST not in names:
             raise ArtifactError(f"{where}: not an llmc artifact (no {MANIFEST})")
         manifest_bytes = _read_member(zf, MANIFEST, where)
@@ -95,5 +101,5 @@ def read_artifact(path_or_bytes, where: str) -> tuple[dict, dict[str, bytes]]:
 def _read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
     try:
         return zf.read(name)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+    except Exception as exc:  # BadZipFile, EOFError, NotImplementedError, zlib.error, ...
         raise ArtifactError(f"{where}: member {name!r} cannot be read ({exc})") from None

@@ -120,7 +120,7 @@ class CompiledModel:
         """
         arrays = self._normalize(args, kwargs)
         tensors = [self._tvm.tensor(a, self._device) for a in arrays]
-        result = self._main(*tensors, *self._params)
+        result = self._call_main(tensors)
         outs = list(result) if not hasattr(result, "numpy") else [result]
         if len(outs) != len(self.outputs):
             raise ArtifactError(f"{self.where}: the library returned {len(outs)} outputs, the "
@@ -129,12 +129,23 @@ class CompiledModel:
 
     __call__ = run
 
+    def _call_main(self, tensors: list) -> Any:
+        """Call the library's ``main``; its own checks (argument count, shapes) firing after
+        the inputs passed ours means the manifest and the library disagree: an ArtifactError."""
+        try:
+            return self._main(*tensors, *self._params)
+        except Exception as exc:  # TVM's error classes (RuntimeError, InternalError, ...)
+            msg = str(exc).strip().splitlines()
+            raise ArtifactError(f"{self.where}: the compiled library refused the call "
+                                f"({msg[-1][:300] if msg else type(exc).__name__}); does the manifest "
+                                "match the library? (an edited artifact)") from None
+
     def benchmark(self, *args: Any, warmup: int = 3, repeat: int = 20, **kwargs: Any) -> dict[str, float]:
         """Time ``run`` end to end (host copies included); returns median/mean/min/max in ms."""
         arrays = self._normalize(args, kwargs)
         tensors = [self._tvm.tensor(a, self._device) for a in arrays]
         for _ in range(warmup):
-            self._main(*tensors, *self._params)
+            self._call_main(tensors)
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
