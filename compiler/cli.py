@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", help="model.onnx or model.llmc")
     i.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
     i.set_defaults(func=cmd_inspect)
+
+    from .llm_cli import add_subcommands
+    add_subcommands(sub)
     return p
 
 

@@ -1,0 +1,249 @@
+"""Build the prefill and decode graphs of a decoder-only LLM from an :class:`LLMSpec`.
+
+Entry-point signatures (``L`` layers, ``H`` query heads, ``KV`` key/value heads, ``E`` head dim):
+
+- ``prefill(input_ids int64[batch, seq], positions int64[batch, seq],
+  mask float32[batch, 1, seq, seq])`` ->
+  ``logits float32[batch, vocab]`` (last position only), ``k_i, v_i kv[batch, KV, seq, E]``.
+- ``decode(input_ids int64[batch, 1], positions int64[batch, 1], mask float32[batch, 1, 1, past],
+  past_k_i, past_v_i kv[batch, KV, past, E])`` -> ``logits``, ``k_i, v_i kv[batch, KV, 1, E]``.
+
+Why these choices:
+- The KV cache is owned by the runtime (preallocated to the max context): the graphs take the
+  past rows as inputs and return only the new rows, so one compiled decode serves every context
+  length (``past`` is symbolic) and the graph never holds state.
+- The mask is an additive float input built by the runtime: it carries both causality and left
+  padding of a batch, so batching needs no other mechanism. ``-1e9`` (finite) rather than
+  ``-inf`` keeps padded rows NaN-free (their K/V rows enter the cache; NaN there would poison
+  every later step even when masked). The decode mask covers the past only; the new token always
+  sees itself (a zero column is concatenated in the graph), so no input has an expression shape.
+- Positions are an input (not derived from ``past``) so left-padded rows get their own RoPE /
+  learned positions, exactly as transformers' generate computes them from the attention mask.
+- Prefill computes logits for the last position only (the LM head is the largest matmul).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from . import dims as D
+from .ir import Graph
+
+if TYPE_CHECKING:
+    from llmc.frontends.hf import LLMSpec as LLMSpecLike
+
+MASK_MIN = -1e9
+
+
+class _B:
+    """A thin builder over :class:`Graph`: one method per op used, returning the value name."""
+
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+
+    def op(self, op: str, inputs: Sequence[str], **attrs) -> str:
+        return self.g.add_node(op, list(inputs), attrs)[0]
+
+    def shape(self, v: str) -> tuple:
+        return self.g.types[v].shape
+
+    def matmul(self, x: str, w: str, b: str | None = None) -> str:
+        y = self.op("matmul", [x, w])
+        return self.op("add", [y, b]) if b else y
+
+    def reshape(self, x: str, shape) -> str:
+        return self.op("reshape", [x], shape=list(shape))
+
+    def transpose(self, x: str, perm) -> str:
+        return self.op("transpose", [x], perm=list(perm))
+
+    def slice(self, x: str, axis: int, start, end) -> str:
+        return self.op("slice", [x], axes=[axis], starts=[start], ends=[end], steps=[1])
+
+
+def _weights(spec: "LLMSpecLike", g: Graph, n_pos: int) -> dict[str, str]:
+    """Add every weight as a constant in a fixed order (same names in both graphs).
+
+    Linear weights are stored transposed ([in, out]) so that every projection is ``x @ W``.
+    """
+    names: dict[str, str] = {}
+
+    def add(key: str, arr: np.ndarray) -> None:
+        names[key] = g.add_constant(np.ascontiguousarray(arr, dtype=np.float32), key)
+
+    if spec.arch == "llama":
+        add("embed", spec.w("model.embed_tokens.weight"))
+        for i in range(spec.num_layers):
+            p = f"model.layers.{i}."
+            add(f"l{i}.ln1", spec.w(p + "input_layernorm.weight"))
+            for n in ("q", "k", "v", "o"):
+                add(f"l{i}.{n}", spec.w(p + f"self_attn.{n}_proj.weight").T)
+                if spec.has(p + f"self_attn.{n}_proj.bias"):
+                    add(f"l{i}.{n}_b", spec.w(p + f"self_attn.{n}_proj.bias"))
+            add(f"l{i}.ln2", spec.w(p + "post_attention_layernorm.weight"))
+            for n in ("gate", "up", "down"):
+                add(f"l{i}.{n}", spec.w(p + f"mlp.{n}_proj.weight").T)
+        add("norm", spec.w("model.norm.weight"))
+        head = spec.w("model.embed_tokens.weight") if spec.tie_word_embeddings \
+            else spec.w("lm_head.weight")
+        add("lm_head", head.T)
+        inv = 1.0 / (spec.rope_theta ** (np.arange(0, spec.head_dim, 2, dtype=np.int64)
+                                         .astype(np.float32) / spec.head_dim))
+        t = np.arange(n_pos, dtype=np.int64).astype(np.float32)
+        freqs = np.outer(t, inv)
+        emb = np.concatenate([freqs, freqs], axis=-1)
+        add("rope_cos", np.cos(emb))
+        add("rope_sin", np.sin(emb))
+    else:
+        add("wte", spec.w("transformer.wte.weight"))
+        add("wpe", spec.w("transformer.wpe.weight")[:n_pos])
+        for i in range(spec.num_layers):
+            p = f"transformer.h.{i}."
+            for n in ("ln_1", "ln_2"):
+                add(f"l{i}.{n}", spec.w(p + n + ".weight"))
+                add(f"l{i}.{n}_b", spec.w(p + n + ".bias"))
+            for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+                add(f"l{i}.{n}", spec.w(p + n + ".weight"))          # Conv1D: already [in, out]
+                add(f"l{i}.{n}_b", spec.w(p + n + ".bias"))
+        add("ln_f", spec.w("transformer.ln_f.weight"))
+        add("ln_f_b", spec.w("transformer.ln_f.bias"))
+        head = spec.w("lm_head.weight") if spec.has("lm_head.weight") and \
+            not spec.tie_word_embeddings else spec.w("transformer.wte.weight")
+        add("lm_head", head.T)
+    return names
+
+
+def _rope(b: _B, x: str, cos: str, sin: str, e: int) -> str:
+    """x * cos + rotate_half(x) * sin on [batch, heads, seq, E] (transformers' convention)."""
+    shp = b.shape(x)
+    x1 = b.slice(x, 3, 0, e // 2)
+    x2 = b.slice(x, 3, e // 2, e)
+    rot = b.op("concat", [b.op("neg", [x2]), x1], axis=3)
+    del shp
+    return b.op("add", [b.op("mul", [x, cos]), b.op("mul", [rot, sin])])
+
+
+def _attention_matmul(b: _B, q: str, k: str, v: str, mask: str, batch, H: int, KV: int, s, E: int
+                      ) -> str:
+    """Attention as two batched matmuls and a softmax, query heads grouped per KV head.
+
+    Why: measured on the 2-core EPYC for SmolLM2's prefill shape (9/3 heads, 128 tokens), this
+    form ran 3.8x faster than the backend's ``attention`` kernel (9.0 vs 34.1 ms per layer);
+    for one-token decode the ``attention`` op was slightly faster (0.78 vs 0.95 ms at 256 past),
+    so decode keeps it. Query heads h = kv * g + j are contiguous per KV head, so
+    [b, H, s, E] -> [b, KV, g*s, E] is a plain reshape and no K/V repeat is needed.
+    """
+    g = H // KV
+    L = b.shape(k)[2]
+    scale = b.g.add_constant(np.asarray(1.0 / np.sqrt(E), np.float32), "attn_scale")
+    qg = b.reshape(b.op("mul", [q, scale]), [batch, KV, g * s, E])
+    scores = b.reshape(b.op("matmul", [qg, b.transpose(k, [0, 1, 3, 2])]), [batch, H, s, L])
+    p = b.op("softmax", [b.op("add", [scores, mask])], axis=3)
+    o = b.op("matmul", [b.reshape(p, [batch, KV, g * s, L]), v])
+    return b.reshape(o, [batch, H, s, E])
+
+
+def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
+                max_position: int | None = None) -> Graph:
+    """The ``prefill`` or ``decode`` graph of ``spec`` (see the module docstring).
+
+    ``max_position`` bounds the position tables (RoPE cos/sin, GPT-2's wpe): the max context.
+    """
+    if kind not in ("prefill", "decode"):
+        raise ValueError(kind)
+    g = Graph(f"{spec.model_type or spec.arch}_{kind}")
+    b = _B(g)
+    batch, seq, past = D.sym("batch"), D.sym("seq"), D.sym("past")
+    s = seq if kind == "prefill" else 1
+    ids = g.add_input("input_ids", "int64", [batch, s])
+    pos = g.add_input("positions", "int64", [batch, s])
+    mask = g.add_input("mask", "float32", [batch, 1, s, seq if kind == "prefill" else past])
+    L, H, KV, E = spec.num_layers, spec.num_heads, spec.num_kv_heads, spec.head_dim
+    past_kv = []
+    if kind == "decode":
+        for i in range(L):
+            past_kv.append((g.add_input(f"past_k_{i}", kv_dtype, [batch, KV, past, E]),
+                            g.add_input(f"past_v_{i}", kv_dtype, [batch, KV, past, E])))
+        zero = b.op("full", [], shape=[batch, 1, 1, 1], value=0.0, dtype="float32")
+        mask = b.op("concat", [mask, zero], axis=3)
+    W = _weights(spec, g, int(max_position or spec.max_position))
+    Dm = spec.hidden_size
+    outs_kv: list[str] = []
+
+    def attend(i: int, q: str, k: str, v: str) -> str:
+        """q [b,H,s,E], k/v [b,KV,s,E] (new rows) -> merged heads [b,s,H*E]; records new K/V."""
+        kn, vn = k, v
+        if kv_dtype != "float32":
+            kn = b.op("cast", [k], to=kv_dtype)
+            vn = b.op("cast", [v], to=kv_dtype)
+        outs_kv.extend([kn, vn])
+        if kind == "decode":
+            pk, pv = past_kv[i]
+            if kv_dtype != "float32":
+                pk = b.op("cast", [pk], to="float32")
+                pv = b.op("cast", [pv], to="float32")
+                # round the new rows the way the cache will hold them, so every step sees the
+                # same values whether a row is new or cached
+                k = b.op("cast", [kn], to="float32")
+                v = b.op("cast", [vn], to="float32")
+            k = b.op("concat", [pk, k], axis=2)
+            v = b.op("concat", [pv, v], axis=2)
+        elif kv_dtype != "float32":
+            k = b.op("cast", [kn], to="float32")
+            v = b.op("cast", [vn], to="float32")
+        if kind == "prefill":
+            a = _attention_matmul(b, q, k, v, mask, batch, H, KV, s, E)
+        else:
+            a = b.op("attention", [q, k, v, mask], scale=None, is_causal=False)
+        a = b.transpose(a, [0, 2, 1, 3])
+        return b.reshape(a, [batch, s, H * E])
+
+    def heads(x: str, n: int) -> str:
+        return b.transpose(b.reshape(x, [batch, s, n, E]), [0, 2, 1, 3])
+
+    if spec.arch == "llama":
+        x = b.op("gather", [W["embed"], ids], axis=0)
+        cos = b.op("unsqueeze", [b.op("gather", [W["rope_cos"], pos], axis=0)], axes=[1])
+        sin = b.op("unsqueeze", [b.op("gather", [W["rope_sin"], pos], axis=0)], axes=[1])
+        for i in range(L):
+            h = b.op("rms_norm", [x, W[f"l{i}.ln1"]], axis=2, epsilon=spec.norm_eps)
+            q = b.matmul(h, W[f"l{i}.q"], W.get(f"l{i}.q_b"))
+            k = b.matmul(h, W[f"l{i}.k"], W.get(f"l{i}.k_b"))
+            v = b.matmul(h, W[f"l{i}.v"], W.get(f"l{i}.v_b"))
+            q = _rope(b, heads(q, H), cos, sin, E)
+            k = _rope(b, heads(k, KV), cos, sin, E)
+            a = attend(i, q, k, heads(v, KV))
+            x = b.op("add", [x, b.matmul(a, W[f"l{i}.o"], W.get(f"l{i}.o_b"))])
+            h = b.op("rms_norm", [x, W[f"l{i}.ln2"]], axis=2, epsilon=spec.norm_eps)
+            gate = b.op("silu", [b.matmul(h, W[f"l{i}.gate"])])
+            up = b.matmul(h, W[f"l{i}.up"])
+            x = b.op("add", [x, b.matmul(b.op("mul", [gate, up]), W[f"l{i}.down"])])
+        last = b.slice(x, 1, s - 1, s) if kind == "prefill" else x
+        h = b.op("rms_norm", [last, W["norm"]], axis=2, epsilon=spec.norm_eps)
+    else:
+        x = b.op("add", [b.op("gather", [W["wte"], ids], axis=0),
+                         b.op("gather", [W["wpe"], pos], axis=0)])
+        approx = "tanh" if spec.hidden_act == "gelu_tanh" else "none"
+        for i in range(L):
+            h = b.op("layer_norm", [x, W[f"l{i}.ln_1"], W[f"l{i}.ln_1_b"]], axis=2,
+                     epsilon=spec.norm_eps)
+            qkv = b.matmul(h, W[f"l{i}.attn.c_attn"], W[f"l{i}.attn.c_attn_b"])
+            q, k, v = g.add_node("split", [qkv], {"axis": 2, "sizes": [Dm, Dm, Dm]},
+                                 num_outputs=3)
+            a = attend(i, heads(q, H), heads(k, H), heads(v, H))
+            x = b.op("add", [x, b.matmul(a, W[f"l{i}.attn.c_proj"], W[f"l{i}.attn.c_proj_b"])])
+            h = b.op("layer_norm", [x, W[f"l{i}.ln_2"], W[f"l{i}.ln_2_b"]], axis=2,
+                     epsilon=spec.norm_eps)
+            m = b.op("gelu", [b.matmul(h, W[f"l{i}.mlp.c_fc"], W[f"l{i}.mlp.c_fc_b"])],
+                     approximate=approx)
+            x = b.op("add", [x, b.matmul(m, W[f"l{i}.mlp.c_proj"], W[f"l{i}.mlp.c_proj_b"])])
+        last = b.slice(x, 1, s - 1, s) if kind == "prefill" else x
+        h = b.op("layer_norm", [last, W["ln_f"], W["ln_f_b"]], axis=2, epsilon=spec.norm_eps)
+    logits = b.reshape(b.matmul(h, W["lm_head"]), [batch, spec.vocab_size])
+    named = [g.add_node("identity", [logits], {}, outputs=["logits"])[0]]
+    for i in range(L):
+        named.append(g.add_node("identity", [outs_kv[2 * i]], {}, outputs=[f"k_{i}"])[0])
+        named.append(g.add_node("identity", [outs_kv[2 * i + 1]], {}, outputs=[f"v_{i}"])[0])
+    g.set_outputs(named)
+    return g

@@ -1,0 +1,60 @@
+"""Tiny random-weight transformers LLMs for the LLM tests, and helpers to compile and compare them.
+
+initializer_range=0.3 makes the logits sharp enough that greedy decoding produces varied tokens
+(the default 0.02 makes tiny models repeat one token, which would make the token-match tests
+weak).
+"""
+from __future__ import annotations
+
+
+def tiny_llama(seed: int = 0, **overrides):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    kw = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+              initializer_range=0.3, rope_theta=10000.0)
+    kw.update(overrides)
+    return LlamaForCausalLM(LlamaConfig(**kw)).eval()
+
+
+def tiny_gpt2(seed: int = 0):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=64, n_layer=2, n_head=4,
+                                      n_positions=256, initializer_range=0.3)).eval()
+
+
+def hf_greedy(model, prompt: list[int], n: int) -> list[int]:
+    """transformers generate, greedy, never stopping early: the reference tokens."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
+                             eos_token_id=None, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def compile_to(model, path, **options):
+    from llmc.frontends.hf import from_transformers
+    from llmc.llm import LLMCompileOptions, compile_llm
+    from llmc.runtime.format import write_artifact
+
+    manifest, members = compile_llm(from_transformers(model), LLMCompileOptions(**options))
+    write_artifact(str(path), manifest, members)
+    return path
+
+
+def save_with_tokenizer(model, directory) -> None:
+    """save_pretrained (safetensors) plus a word-level tokenizer.json: "w0 w1 .." <-> ids."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+    model.save_pretrained(str(directory), safe_serialization=True)
+    vocab = {f"w{i}": i for i in range(model.config.vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.save(str(directory / "tokenizer.json"))
