@@ -1330,3 +1330,47 @@ def _select_dim(data: te.Tensor, axis_expr) -> tirx.PrimExpr:
     for a in range(len(data.shape) - 2, -1, -1):
         out = tirx.Select(axis_expr == a, data.shape[a], out)
     return out
+
+
+# ----------------------------------------------------------------------------- fused groups
+def _unflatten_rows(mm: te.Tensor, oshape: list, name: str = "mm_rows") -> te.Tensor:
+    """[prod(lead), N] -> [*lead, N] (row-major): the packed matmul's result in the op's shape."""
+    lead = oshape[:-1]
+
+    def body(*i):
+        row = None
+        for ax, d in zip(i[:-1], lead):
+            row = ax if row is None else row * d + ax
+        return mm[row if row is not None else tirx.IntImm("int64", 0), i[-1]]
+    return te.compute(oshape, body, name=name)
+
+
+def lower_fused(body, tensors: dict, env: DimEnv,
+                packed: dict | None = None) -> list:
+    """TE of a ``fused`` node's body: the body ops' lowerings composed on shared tensors.
+
+    ``tensors`` maps body input names to TE tensors; ``packed`` maps the name of a body matmul
+    node to ``(a2d, packed_weight, n)`` when the builder pre-packed its weight (the matmul then
+    runs as :func:`matmul_packed` and its rows are unflattened back to the op's shape). The
+    result is one PrimFunc's worth of stages, which the target schedules as a single kernel.
+    """
+    vals = dict(tensors)
+    packed = packed or {}
+    for node in body.nodes:
+        out_types = [body.types[o] for o in node.outputs]
+        if node.name in packed:
+            a2, wp, n = packed[node.name]
+            mm = matmul_packed(a2, wp, n)
+            oshape = env.shape(out_types[0].shape)
+            outs = [mm if len(oshape) == 2 else _unflatten_rows(mm, oshape)]
+        else:
+            low = get_lowering(node)
+            ctx = LowerCtx(node, out_types, env)
+            ins = [vals[i] if i else None for i in node.inputs]
+            while ins and ins[-1] is None:
+                ins.pop()
+            outs = low.fn(ins, dict(node.attrs), ctx)
+        for o, t in zip(node.outputs, outs):
+            vals[o] = t
+    return [vals[o] for o in body.outputs]
+from . import lowering_quant  # noqa: E402,F401  (quantized ops: qlinear_int8, qlinear_int4)

@@ -6,6 +6,9 @@ what it is. Graph constants are parameters, not embedded, so the weights stay ou
 library. A matmul whose right operand is a 2-D float32 constant gets that weight pre-packed at
 compile time into [N/32, K, 32] panels (the fast CPU recipe); the packed arrays replace the
 original ones among the parameters, which is why :class:`RelaxModule` carries ``params``.
+A ``fused`` node (the fuse pass) becomes ONE PrimFunc: its body's lowerings composed
+(:func:`lowering.lower_fused`), tagged ``llmc_kind = "fused_<kind>"``; a body matmul whose
+weight is a 2-D float32 constant reads the packed weight too.
 """
 from __future__ import annotations
 
@@ -46,6 +49,47 @@ def _packable(graph: Graph, node: Node, pack: bool) -> bool:
     return tb.rank == 2 and tb.dtype == "float32" and ta.rank >= 2 and ta.dtype == "float32"
 
 
+def _outer_of(node: Node) -> dict[str, str]:
+    """A fused node's body input name -> the outer value it is bound to (by position)."""
+    return dict(zip(node.attrs["body"].inputs, node.inputs))
+
+
+def packed_reads(graph: Graph, node: Node, pack: bool = True) -> dict[str, str]:
+    """Matmul node name -> outer constant that it reads as a pre-packed weight.
+
+    A plain matmul reads its own ``inputs[1]``; a ``fused`` node's body matmuls whose weight
+    is an outer 2-D float32 constant and whose activation is a body input are packed too.
+    """
+    if node.op != "fused":
+        return {node.name: node.inputs[1]} if _packable(graph, node, pack) else {}
+    if not pack:
+        return {}
+    body, outer = node.attrs["body"], _outer_of(node)
+    out: dict[str, str] = {}
+    for b in body.nodes:
+        if b.op != "matmul" or b.inputs[0] not in outer or b.inputs[1] not in outer:
+            continue
+        a, w = outer[b.inputs[0]], outer[b.inputs[1]]
+        ta, tw = graph.types[a], graph.types[w]
+        if w in graph.constants and tw.rank == 2 and tw.dtype == "float32" and \
+                ta.rank >= 2 and ta.dtype == "float32":
+            out[b.name] = w
+    return out
+
+
+def _plain_reads(graph: Graph, node: Node, packed: dict[str, str]) -> set[str]:
+    """Outer values ``node`` reads as they are (not as a packed weight)."""
+    if node.op != "fused":
+        return {i for j, i in enumerate(node.inputs) if i and not (packed and j == 1)}
+    body, outer = node.attrs["body"], _outer_of(node)
+    plain: set[str] = set()
+    for b in body.nodes:
+        for j, i in enumerate(b.inputs):
+            if i in outer and not (b.name in packed and j == 1):
+                plain.add(outer[i])
+    return plain
+
+
 def build_relax(graph: Graph, *, pack_weights: bool = True) -> RelaxModule:
     """Translate ``graph`` to a Relax module (unscheduled PrimFuncs tagged with their kind)."""
     env = L.DimEnv()
@@ -53,15 +97,16 @@ def build_relax(graph: Graph, *, pack_weights: bool = True) -> RelaxModule:
         env.shape(graph.types[name].shape)
     consumers = graph.consumers()
     packed: dict[str, str] = {}
+    reads = {n.name: packed_reads(graph, n, pack_weights) for n in graph.nodes}
     for n in graph.nodes:
-        if _packable(graph, n, pack_weights):
-            packed[n.inputs[1]] = n.inputs[1] + "__packed"
+        for w in reads[n.name].values():
+            packed[w] = w + "__packed"
     params: dict[str, np.ndarray] = {}
     param_names: list[str] = []
     for c, arr in graph.constants.items():
         users = consumers.get(c, [])
-        plain_use = any(not (c in packed and _packable(graph, u, True) and u.inputs[1] == c)
-                        for u in users) or c in graph.outputs
+        plain_use = any(c in _plain_reads(graph, u, reads[u.name]) for u in users) or \
+            c in graph.outputs
         if c in packed:
             params[packed[c]] = L.pack_weight(arr)
             param_names.append(packed[c])
@@ -79,7 +124,11 @@ def build_relax(graph: Graph, *, pack_weights: bool = True) -> RelaxModule:
     with bb.function("main", rin + rparam):
         with bb.dataflow():
             for node in graph.nodes:
-                _emit_node(bb, graph, node, values, packed, env, kernels)
+                if node.op == "fused":
+                    _emit_fused(bb, graph, node, values, packed, reads[node.name], env,
+                                kernels)
+                else:
+                    _emit_node(bb, graph, node, values, packed, env, kernels)
             outs = [values[o] for o in graph.outputs]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
@@ -155,6 +204,85 @@ def _emit_node(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
     else:
         for i, o in enumerate(node.outputs):
             values[o] = bb.emit(relax.TupleGetItem(y, i))
+
+
+def _emit_fused(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
+                packed: dict, reads: dict[str, str], env: L.DimEnv, kernels: list) -> None:
+    """One PrimFunc for a whole fused group (kind ``fused_<kind>`` for the scheduler).
+
+    A body matmul with a packed weight gets its activation as a 2-D view ([rows, K], a free
+    reshape in the VM) and the packed panels; every other body input is passed as it is.
+    """
+    body = node.attrs["body"]
+    kind = node.attrs["kind"]
+    outer = _outer_of(node)
+    hint = _ident(node.name)
+    plain = [b for b in body.inputs
+             if any(i == b and not (bn.name in reads and j == 1)
+                    for bn in body.nodes for j, i in enumerate(bn.inputs))]
+    args = [values[outer[b]] for b in plain]
+    pk: list[tuple[str, int]] = []   # (matmul node name, N)
+    for bn in body.nodes:
+        if bn.name not in reads:
+            continue
+        a_name, w_name = bn.inputs
+        ta = body.types[a_name]
+        K, N = graph.types[reads[bn.name]].shape
+        a = values[outer[a_name]]
+        if ta.rank != 2:
+            m = env.prim(1)
+            for d in ta.shape[:-1]:
+                m = m * env.prim(d)
+            a = bb.emit(relax.op.reshape(a, [m, env.prim(K)]))
+        args += [a, values[packed[reads[bn.name]]]]
+        pk.append((bn.name, int(N)))
+    if kind == "matmul_epilogue" and not pk:
+        kind = "elementwise_matmul"  # weight not packed: generic matmul + epilogue
+    names = sorted(_body_symbols(body))
+
+    def te_fn(*tensors):
+        local = L.DimEnv()
+        if names:
+            local.vars.update(zip(names, tensors[-1]))
+            tensors = tensors[:-1]
+        ins = dict(zip(plain, tensors[:len(plain)]))
+        rest = tensors[len(plain):]
+        mm = {name: (rest[2 * i], rest[2 * i + 1], n) for i, (name, n) in enumerate(pk)}
+        outs = L.lower_fused(body, ins, local, mm)
+        return outs[0] if len(outs) == 1 else list(outs)
+    try:
+        extra = [[env.var(n) for n in names]] if names else []
+        y = bb.emit_te(te_fn, *args, *extra, primfunc_name_hint=hint,
+                       primfunc_attrs={"llmc_kind": f"fused_{kind}"})
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"node {node.name!r} (fused {kind}: "
+                           f"{', '.join(b.op for b in body.nodes)}): lowering to TVM failed: "
+                           f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
+                           ) from exc
+    kernels.append(hint)
+    if len(node.outputs) == 1:
+        values[node.outputs[0]] = y
+    else:
+        for i, o in enumerate(node.outputs):
+            values[o] = bb.emit(relax.TupleGetItem(y, i))
+
+
+def _body_symbols(body: Graph) -> set[str]:
+    """Symbol names in a fused body's value types and node attributes."""
+    found: set[str] = set()
+    for ty in body.types.values():
+        for d in ty.shape:
+            found |= _dim_symbols(d)
+    for bn in body.nodes:
+        found |= _symbols_of(bn, [])
+    return found
+
+
+def _dim_symbols(d) -> set[str]:
+    from .. import dims as D
+    return D.symbols(d)
 
 
 _VIEW_OPS = ("reshape", "squeeze", "unsqueeze", "identity")

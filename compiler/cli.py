@@ -166,7 +166,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .frontend import import_model
 
     graph = import_model(path, input_shapes=_parse_input_shapes(args.input_shape))
-    print(graph)
+    if args.graph or args.opt_level:
+        from llmc.passes import run_passes
+        graph, _ = run_passes(graph, level=args.opt_level or "O3")
+    if args.graph:
+        from .visualize import write_graph
+        print(f"llmc: wrote {write_graph(graph, args.graph)}", file=sys.stderr)
+    else:
+        print(graph)
     return 0
 
 
@@ -206,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a model's IR or an artifact's manifest")
     i.add_argument("model", help="model.onnx or model.llmc")
     i.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
+    i.add_argument("-O", dest="opt_level", choices=["O0", "O1", "O2", "O3", "0", "1", "2", "3"],
+                   help="print the graph after these passes (default: as imported)")
+    i.add_argument("--graph", metavar="OUT.svg|OUT.dot",
+                   help="draw the optimized graph (fused groups as clusters) instead of printing it")
     i.set_defaults(func=cmd_inspect)
 
     from .llm_cli import add_subcommands

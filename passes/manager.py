@@ -26,9 +26,9 @@ _PASSES: dict[str, PassFn] = {}
 LEVELS: dict[str, list[str]] = {
     "O0": [],
     "O1": ["constant_fold", "dce"],
-    "O2": ["constant_fold", "simplify", "constant_fold", "cse", "dce"],
+    "O2": ["constant_fold", "simplify", "constant_fold", "cse", "dce", "fuse"],
     "O3": ["fold_batchnorm", "constant_fold", "simplify", "constant_fold", "cse", "simplify",
-           "dce"],
+           "dce", "fuse"],
 }
 
 
@@ -211,4 +211,4 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import constant_fold, cse, dce, fold_batchnorm, simplify  # noqa: F401
+    from . import constant_fold, cse, dce, fold_batchnorm, fuse, simplify  # noqa: F401

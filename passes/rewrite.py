@@ -72,14 +72,14 @@ def remove_nodes(graph: Graph, dead: Iterable[Node]) -> None:
 
 def add_constant_as(graph: Graph, name: str, array: np.ndarray) -> None:
     """Store ``array`` as the constant ``name`` (replacing the value's former producer)."""
-    array = np.ascontiguousarray(array)
+    array = np.require(array, requirements="C")  # ascontiguousarray makes 0-d arrays 1-d
     graph.constants[name] = array
     graph.types[name] = TensorType(from_numpy(array.dtype), array.shape)
 
 
 def new_constant(graph: Graph, array: np.ndarray, hint: str = "const") -> str:
     """A fresh constant value."""
-    return graph.add_constant(np.ascontiguousarray(array), hint)
+    return graph.add_constant(np.require(array, requirements="C"), hint)
 
 
 def scalar_value(graph: Graph, name: str) -> float | None:

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # System tools for the C++ embedding example and the arm64 cross-compilation tests.
-APT_PKGS="cmake g++ g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev"
+APT_PKGS="cmake g++ g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev graphviz"
 missing=$(for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

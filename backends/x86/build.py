@@ -27,6 +27,7 @@ class BuildResult:
     kernels: list[str]          # PrimFuncs built
     params: dict[str, np.ndarray] = field(default_factory=dict)  # arrays actually passed
     schedules: dict[str, str] = field(default_factory=dict)      # kernel -> schedule used
+    launches: int = 0           # kernel calls per run of main (one per call_tir)
 
 
 @tvm.transform.module_pass(opt_level=0, name="LlmcMarkNoAlias")
@@ -72,7 +73,7 @@ def build(graph: Graph, *, mcpu: str | None = None) -> BuildResult:
         raise BackendError(f"graph {graph.name!r}: TVM build for {target['mcpu']} failed: "
                            f"{msg[-1][:400] if msg else type(exc).__name__}") from exc
     return BuildResult(ex, rm.param_names, rm.input_names, rm.output_names, target,
-                       sorted(used), dict(rm.params), used)
+                       sorted(used), dict(rm.params), used, len(rm.kernels))
 
 
 def set_num_threads(n: int | None = None) -> int:

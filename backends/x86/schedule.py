@@ -12,6 +12,13 @@ on a matmul here. Every PrimFunc gets a schedule chosen by its ``llmc_kind`` att
 - ``conv``: padding inlined, parallel over N*C_out, reduction loops outside the output row.
 - everything else: cheap producers inlined, spatial loops fused and parallelized, innermost
   static axis vectorized; reductions parallel over their spatial loops.
+- fused groups (``fused_<kind>``, made by the fuse pass; one PrimFunc per group):
+  ``fused_matmul_epilogue`` = the packed tile plus the whole epilogue inlined into one
+  vectorized pass over the output; ``fused_reduction`` = parallel over rows with every stage
+  (producers, mean/var or max/sum, consumers) computed per row; ``fused_attention`` =
+  parallel over (batch, head, query row), scores/probabilities as per-row temporaries, PV
+  accumulated in registers and written straight through the output transpose;
+  ``fused_elementwise`` = the generic schedule (everything inlined into one loop nest).
 
 A schedule that fails (an unusual shape of TIR) falls back to the generic one, then to the
 unscheduled function, so a build never fails because of scheduling.
@@ -45,7 +52,13 @@ def schedule_module(mod: tvm.IRModule, lanes: int = 16) -> tuple[tvm.IRModule, d
 def schedule_func(func: tirx.PrimFunc, kind: str, lanes: int = 16) -> tuple[tirx.PrimFunc, str]:
     """Schedule one PrimFunc; returns it and the name of the schedule that succeeded."""
     special = {"matmul_packed": _sched_matmul_packed, "matmul": _sched_matmul,
-               "conv": _sched_conv, "attention": _sched_attention}.get(kind)
+               "conv": _sched_conv, "attention": _sched_attention,
+               "fused_matmul_epilogue": _sched_matmul_epilogue,
+               "fused_attention": _sched_fused_attention,
+               "fused_reduction": _sched_rowwise}.get(kind)
+    if kind.startswith("quant_"):  # quantized kernels: backends/x86/schedule_quant.py
+        from .schedule_quant import schedule_quant
+        special = lambda sch, lanes: schedule_quant(sch, kind, lanes)  # noqa: E731
     attempts = ([(kind, special)] if special else []) + [("generic", _sched_generic)]
     for name, fn in attempts:
         sch = s_tir.Schedule(tvm.IRModule({"main": func}))
@@ -279,3 +292,133 @@ def _sched_conv(sch: s_tir.Schedule, lanes: int) -> None:
         name = sch.get(b).name_hint
         if name != conv_name and not _is_reduction(sch, b) and not name.endswith("_init"):
             _try(_parallel_vectorize, sch, b, lanes)
+
+
+# ----------------------------------------------------------------------------- fused groups
+def _sched_matmul_epilogue(sch: s_tir.Schedule, lanes: int, mtile: int = 8,
+                           kunroll: int = 4) -> None:
+    """Packed matmul tiles, then the whole epilogue (row join, unflatten, bias, activation,
+    residual) inlined into one vectorized pass over the output: no intermediate leaves
+    the kernel except the tile buffer."""
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    if "matmul" in names:
+        _packed_tile(sch, sch.get_sblock("matmul"), mtile, kunroll)
+    if "matmul_tail" in names:
+        _packed_tile(sch, sch.get_sblock("matmul_tail"), 1, kunroll)
+    outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
+    for b in _blocks(sch):
+        name = sch.get(b).name_hint
+        if name in outputs or _is_reduction(sch, b) or name.endswith("_init"):
+            continue
+        sch.compute_inline(b)
+    for b in sch.get_output_blocks(sch.get_sblock("root")):
+        _parallel_vectorize(sch, b, lanes)
+
+
+def _row_loop(sch: s_tir.Schedule, block):
+    """Fuse all spatial loops of ``block`` but the innermost into one parallel row loop."""
+    loops = sch.get_loops(block)
+    ns = _n_spatial(sch, block)
+    if ns < 2:
+        raise ValueError("no row loop")
+    rows = loops[:ns - 1]
+    fused = sch.fuse(*rows) if len(rows) > 1 else rows[0]
+    sch.parallel(fused)
+    return fused
+
+
+def _producers_at(sch: s_tir.Schedule, root_block, loop, skip: tuple = ()) -> None:
+    """compute_at every other block at ``loop`` (consumers first): per-row temporaries."""
+    names = {sch.get(root_block).name_hint, *(sch.get(b).name_hint for b in skip)}
+    for b in reversed(_blocks(sch)):
+        if sch.get(b).name_hint in names:
+            continue
+        sch.compute_at(b, loop, preserve_unit_loops=True)
+
+
+def _vector_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Vectorize the innermost loop of a spatial block when it is a static multiple of lanes."""
+    if _is_reduction(sch, block):
+        return
+    loops = sch.get_loops(block)
+    ext = _loop_extent(sch, loops[-1])
+    if ext is not None and ext % lanes == 0 and ext >= lanes:
+        sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
+
+
+def _sched_rowwise(sch: s_tir.Schedule, lanes: int) -> None:
+    """LayerNorm / RMSNorm / softmax with their elementwise producers and consumers as one
+    kernel: parallel over rows, every stage computed per row (the row stays in cache)."""
+    _inline_cheap(sch)
+    outs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(outs) != 1:
+        raise ValueError("row-wise schedule needs one output")
+    out = outs[0]
+    row = _row_loop(sch, out)
+    _producers_at(sch, out, row)
+    for b in _blocks(sch):
+        _try(_vector_inner, sch, b, lanes)
+
+
+def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
+    """QK^T, scale, mask, softmax and PV in one kernel, parallel over (batch, head, query row):
+    each row's scores live in a per-row temporary ([Lk]), never the full [Lq, Lk] matrix."""
+    outs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(outs) != 1:
+        raise ValueError("attention needs one output")
+    pv, epi = outs[0], None
+    if not _is_reduction(sch, pv):  # PV then an output transpose / cast
+        epi = pv
+        prods = [b for b in sch.get_producers(epi) if _is_reduction(sch, b)]
+        if len(prods) != 1:
+            raise ValueError("attention output is not fed by the PV reduction")
+        pv = prods[0]
+    # the cheap score stages (scale, mask) are recomputed where read instead of stored
+    for b in _blocks(sch):
+        name = sch.get(b).name_hint
+        if name not in (sch.get(pv).name_hint, sch.get(epi).name_hint if epi else "") and \
+                not _is_reduction(sch, b) and not name.startswith(("sexp", "sdiv")):
+            _try(sch.compute_inline, b)
+    loops = sch.get_loops(pv)
+    ns = _n_spatial(sch, pv)
+    rows, c, j = loops[:ns - 1], loops[ns - 1], loops[ns]
+    row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
+    sch.parallel(row)
+    cext = _loop_extent(sch, c)
+    if cext is not None and cext % lanes == 0:
+        co, ci = sch.split(c, [None, lanes])
+        sch.reorder(j, co, ci)
+        sch.vectorize(ci)
+    else:
+        sch.reorder(j, c)
+    skip: tuple = ()
+    if cext is not None and cext <= 256:
+        acc = sch.cache_write(pv, 0, "local")
+        sch.reverse_compute_at(acc, row)
+        skip = (acc,)
+        if cext % lanes == 0:
+            sch.vectorize(sch.split(sch.get_loops(acc)[-1], [None, lanes])[1])
+        if epi is not None:  # the write-back of the register row goes straight to the output
+            sch.reverse_compute_inline(epi)
+            epi = None
+    if epi is not None:
+        sch.reverse_compute_at(epi, row)
+        skip = skip + (epi,)
+    _producers_at(sch, pv, row, skip)
+    done = {sch.get(pv).name_hint, *(sch.get(b).name_hint for b in skip)}
+    sch.decompose_reduction(pv, j)
+    for b in _blocks(sch):
+        name = sch.get(b).name_hint
+        if name in done or name.endswith("_init"):
+            continue
+        if _is_reduction(sch, b):
+            bl = sch.get_loops(b)
+            if len(bl) >= 2 and _n_spatial(sch, b) == len(sch.get(b).iter_vars) - 1 and \
+                    any(int(iv.iter_type) != _DATA_PAR for iv in sch.get(b).iter_vars) and \
+                    _loop_extent(sch, bl[-2]) != 1:
+                # the QK^T row: e outside the key loop, so the key loop runs over contiguous
+                # k^T and vectorizes; the zeroing goes before the e loop
+                if _try(sch.reorder, bl[-1], bl[-2]):
+                    _try(sch.decompose_reduction, b, sch.get_loops(b)[-2])
+        else:
+            _try(_vector_inner, sch, b, lanes)

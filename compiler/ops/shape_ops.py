@@ -95,8 +95,8 @@ def _transpose_infer(in_types, attrs):
     return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
 
 
-register_op("transpose", _transpose_infer, lambda i, a: [np.ascontiguousarray(
-    np.transpose(i[0], a.get("perm", list(range(i[0].ndim))[::-1])))])
+register_op("transpose", _transpose_infer, lambda i, a: [np.require(
+    np.transpose(i[0], a.get("perm", list(range(i[0].ndim))[::-1])), requirements="C")])
 
 
 def _expand_infer(in_types, attrs):

@@ -119,3 +119,13 @@ def test_compile_stages_and_run_pipeline_locally(small_onnx, tmp_path, capsys):
         got = out["y"]
     want = ort.InferenceSession(small_onnx).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_inspect_draws_optimized_graph(tmp_path, capsys):
+    model = os.path.join(REPO, "examples", "models", "tiny_bert.onnx")
+    dot = tmp_path / "g.dot"
+    assert main(["inspect", model, "--graph", str(dot)]) == 0
+    text = dot.read_text()
+    assert text.startswith("digraph") and "cluster" in text and "attention" in text
+    assert main(["inspect", model, "-O", "O3"]) == 0
+    assert "fused(" in capsys.readouterr().out

@@ -17,6 +17,12 @@ def ops(graph: Graph) -> Counter:
     return Counter(n.op for n in graph.nodes)
 
 
+def body_ops(graph: Graph) -> Counter:
+    """Op counts with fused groups opened: fusion moves ops, it does not remove them."""
+    return Counter(b.op for n in graph.nodes
+                   for b in (n.attrs["body"].nodes if n.op == "fused" else [n]))
+
+
 def check(graph: Graph, passes: Sequence[str] | None = None, level: str | None = None,
           inputs: Mapping[str, np.ndarray] | None = None, rtol: float = 1e-5,
           atol: float = 1e-6) -> Graph:
