@@ -59,4 +59,5 @@ def all_ops() -> dict[str, OpDef]:
 
 
 # The op families; importing them registers their ops.
-from . import elementwise, nn, reduce, shape_ops  # noqa: E402,F401
+from . import elementwise, nn, quant, reduce, shape_ops  # noqa: E402,F401
+from . import fused  # noqa: E402,F401  (the fused-group op; needs the families above)

@@ -1,0 +1,162 @@
+"""Lowered precision side by side: llmc fp32 / fp16 / int8 / int4 vs ONNX Runtime fp32 and its
+own quantized models (quantize_dynamic, quantize_static), with size and accuracy.
+
+Run: ``TVM_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE python -m bench.precision [--models minilm,gpt2]``.
+Every figure is the median of N runs in one process; accuracy is cosine / max abs error of the
+model output against llmc's fp32 numpy reference on the same inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from bench.common import fair_environment, machine
+
+fair_environment(2)
+
+import numpy as np  # noqa: E402
+
+
+def _graph(name: str):
+    """(cleaned-up fp32 llmc graph, calibration batches, eval batch, onnx path or None)."""
+    import torch
+
+    from llmc.frontend import import_model
+    from llmc.passes import run_passes
+    from tests import models as M
+    if name == "minilm":
+        ids, mask = M.minilm_tokenize()
+        mod, ex = M.minilm(), (ids, mask)
+    elif name == "gpt2":
+        mod, ex = M.gpt2_block(), (M.gpt2_input(batch=4, seq=32),)
+    elif name == "cnn":
+        mod, ex = M.resnet_cnn(), (M.resnet_input(batch=8),)
+    else:
+        raise SystemExit(f"unknown model {name}")
+    g = import_model(mod, ex)
+    g, _ = run_passes(g, passes=["constant_fold", "simplify", "constant_fold", "cse", "dce"])
+    batch = {n: t.numpy() for n, t in zip(g.inputs, ex)}
+    onnx_path = os.path.join(tempfile.gettempdir(), f"llmc_bench_{name}.onnx")
+    if name == "minilm":
+        onnx_path = str(M.minilm_onnx())
+    elif not os.path.exists(onnx_path):
+        names = list(g.inputs)
+        try:
+            M.export_onnx(mod, ex, onnx_path, names, ["out"])
+        except Exception as exc:  # pragma: no cover
+            print(f"# onnx export of {name} failed: {exc}", file=sys.stderr)
+            onnx_path = None
+    del torch
+    return g, [batch], batch, onnx_path
+
+
+def _llmc_fn(g, batch):
+    """A no-argument callable running the compiled graph, and its output."""
+    import tvm
+
+    from llmc.backends import x86
+    r = x86.build(g)
+    vm = tvm.relax.VirtualMachine(r.executable, tvm.cpu())
+    params = {**g.constants, **(r.params or {})}
+    args = [tvm.runtime.tensor(np.require(batch[n], requirements="C")) for n in r.input_names] + \
+        [tvm.runtime.tensor(np.require(params[p], requirements="C")) for p in r.param_names]
+    out = x86.run(r, batch, g.constants)[g.outputs[0]]
+    return (lambda: vm["main"](*args)), out
+
+
+def _ort_fn(path, batch):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    # ORT's pool spins after each run by default: the next peer in a round would pay for it
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feed = {i.name: batch[n] for i, n in zip(s.get_inputs(), batch)}
+    return (lambda: s.run(None, feed)), s.run(None, feed)[0]
+
+
+def interleaved_ms(fns: list, repeat: int) -> list[float]:
+    """Median ms of each callable, timed in interleaved rounds (fair under a varying load)."""
+    import time
+    for f in fns:
+        f()
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, f in enumerate(fns):
+            t0 = time.perf_counter()
+            f()
+            times[i].append((time.perf_counter() - t0) * 1e3)
+    return [float(np.median(t)) for t in times]
+
+
+def _ort_quantized(path, batch, static: bool) -> str:
+    from onnxruntime.quantization import (CalibrationDataReader, QuantType, quantize_dynamic,
+                                          quantize_static)
+    out = path.replace(".onnx", "_static.onnx" if static else "_dynamic.onnx")
+    if static:
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.done = False
+
+            def get_next(self):
+                if self.done:
+                    return None
+                self.done = True
+                import onnx
+                names = [i.name for i in onnx.load(path, load_external_data=False).graph.input]
+                return dict(zip(names, batch.values()))
+        quantize_static(path, out, Reader(), weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8)
+    else:
+        quantize_dynamic(path, out, weight_type=QuantType.QInt8)
+    return out
+
+
+def _acc(ref, y):
+    r, y = ref.astype(np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    return f"cos {np.dot(r, y) / np.linalg.norm(r) / np.linalg.norm(y):.5f} " \
+           f"maxabs {np.abs(r - y).max():.3g}"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="minilm,gpt2")
+    ap.add_argument("--modes", default="fp32,fp16,int8,int4")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--no-ort", action="store_true")
+    a = ap.parse_args(argv)
+    from llmc.interpreter import run_reference
+    from llmc.passes.precision import apply_precision
+    print(f"# {machine()}")
+    print(f"{'model':8} {'mode':16} {'ms':>9} {'vs llmc fp32':>12} {'weights MB':>10}  accuracy")
+    for name in a.models.split(","):
+        g, calib, batch, onnx_path = _graph(name)
+        ref = run_reference(g, batch)[g.outputs[0]]
+        rows = []  # (label, callable, output, weight bytes)
+        for mode in a.modes.split(","):
+            kw = {"calibrator": "entropy", "smoothquant": True} if mode == "int8" else {}
+            if mode == "int4":
+                kw = {"group_size": 32}
+            q, _ = apply_precision(g, mode, calib, **kw)
+            fn, y = _llmc_fn(q, batch)
+            rows.append(("llmc " + mode, fn, y, q.constant_bytes()))
+        if not a.no_ort and onnx_path is not None:
+            for label, static in [("ort fp32", None), ("ort q-dynamic", False),
+                                  ("ort q-static", True)]:
+                try:
+                    p = onnx_path if static is None else _ort_quantized(onnx_path, batch, static)
+                    fn, y = _ort_fn(p, batch)
+                    rows.append((label, fn, y, os.path.getsize(p)))
+                except Exception as exc:
+                    print(f"{name:8} {label:16} failed: {type(exc).__name__}: {str(exc)[:120]}")
+        ms = interleaved_ms([r[1] for r in rows], a.repeat)
+        base = ms[0]
+        for (label, _, y, size), t in zip(rows, ms):
+            print(f"{name:8} {label:16} {t:9.3f} {base / t:11.2f}x {size / 1e6:10.2f}  "
+                  f"{_acc(ref, y)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
