@@ -18,11 +18,12 @@ class Artifact:
     """
 
     def __init__(self, manifest: dict, members: dict[str, bytes], graph: Graph | None = None,
-                 report: list[dict] | None = None) -> None:
+                 report: Any = None, precision_info: dict | None = None) -> None:
         self.manifest = manifest
         self.members = members
         self.graph = graph
-        self.report = report or []
+        self.report = report
+        self.precision_info = precision_info  # apply_precision's info (+ the fp32 graph)
         self._model = None
 
     def to_bytes(self) -> bytes:
@@ -62,6 +63,22 @@ class Artifact:
         return (f"Artifact({m.get('model_name')!r}, target={m['target']['name']}, "
                 f"inputs={[i['name'] for i in m['inputs']]}, outputs={[o['name'] for o in m['outputs']]})")
 
+    def accuracy_report(self, batches: Any = None, classifier: bool = False):
+        """Compare this (precision-lowered) artifact against its fp32 graph on ``batches``
+        (default: the calibration data it was compiled with)."""
+        from .accuracy import accuracy_report
+        from .calibration import load_batches
+
+        info = self.precision_info
+        if not info:
+            from .errors import LlmcError
+            raise LlmcError("this artifact was compiled at fp32; there is nothing to compare")
+        fp32 = info["fp32_graph"]
+        data = load_batches(batches if batches is not None else info.get("calib_source"), fp32)
+        return accuracy_report(fp32, self.graph, data, self.manifest["precision"]["mode"],
+                               run=self.run, classifier=classifier,
+                               info={k: v for k, v in info.items() if k != "fp32_graph"})
+
     def manifest_json(self) -> str:
         return json.dumps(self.manifest, indent=1, sort_keys=True)
 
@@ -69,7 +86,10 @@ class Artifact:
 def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
             dynamic_shapes: Any = None, input_shapes: dict | None = None,
             mcpu: str | None = None, arch: str | None = None, opt_level: str = "O3", passes: list[str] | None = None,
-            disable_passes: list[str] | None = None, plan_dims: dict[str, int] | None = None) -> Artifact:
+            disable_passes: list[str] | None = None, plan_dims: dict[str, int] | None = None,
+            precision: str = "fp32", calib: Any = None, calibrator: str = "minmax",
+            smoothquant: bool = False, group_size: int = 128, prune: str | None = None,
+            accuracy_budget: str | None = None) -> Artifact:
     """Compile a model for a target.
 
     ``model``: an ONNX file path, an ``onnx.ModelProto``, a ``torch.nn.Module`` (with
@@ -84,4 +104,7 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
     graph = import_model(model, example_inputs, dynamic_shapes=dynamic_shapes, input_shapes=input_shapes)
     return compile_graph(graph, CompileOptions(target=target, mcpu=mcpu, arch=arch, opt_level=opt_level,
                                                passes=passes, disable_passes=list(disable_passes or []),
-                                               plan_dims=plan_dims))
+                                               plan_dims=plan_dims, precision=precision, calib=calib,
+                                               calibrator=calibrator, smoothquant=smoothquant,
+                                               group_size=group_size, prune=prune,
+                                               accuracy_budget=accuracy_budget))

@@ -58,7 +58,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
     art = llmc_compile(args.model, target=args.target, mcpu=args.mcpu, arch=args.arch,
                        input_shapes=_parse_input_shapes(args.input_shape), opt_level=args.opt_level,
                        passes=_split(args.passes), disable_passes=_split(args.disable_pass),
-                       plan_dims=_parse_dims(args.plan_dims))
+                       plan_dims=_parse_dims(args.plan_dims), precision=args.precision,
+                       calib=args.calib, calibrator=args.calibrator, smoothquant=args.smoothquant,
+                       group_size=args.group_size, prune=args.prune,
+                       accuracy_budget=args.accuracy_budget)
+    if args.accuracy_report:
+        if art.precision_info is None:
+            raise InputError("--accuracy-report compares a lowered model with fp32: give --precision or --prune")
+        if args.calib is None:
+            raise InputError("--accuracy-report needs --calib data.npz (the inputs to compare on)")
+        acc = art.accuracy_report(args.calib)
+        print(acc.format())
+        acc.save(args.accuracy_report)
+        print(f"llmc: wrote accuracy report {args.accuracy_report}", file=sys.stderr)
     if args.report:
         print(art.report.format_table())
         plan = art.manifest["memory_plan"]
@@ -195,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--passes", help="explicit comma-separated pass list (overrides -O)")
     c.add_argument("--disable-pass", action="append", metavar="NAME", help="skip a pass (repeatable)")
     c.add_argument("--report", action="store_true", help="print what each pass did")
+    c.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "int4"],
+                   help="lower weights/activations (int8 needs --calib; int4 is weight-only)")
+    c.add_argument("--calib", metavar="DATA.npz", help="calibration inputs (by input name; a leading axis = batches)")
+    c.add_argument("--calibrator", default="minmax", choices=["minmax", "percentile", "entropy"])
+    c.add_argument("--smoothquant", action="store_true", help="int8: SmoothQuant (alpha 0.5)")
+    c.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128], help="int4 weight group size")
+    c.add_argument("--prune", metavar="magnitude:0.5|2:4", help="prune weights (size only: kernels stay dense)")
+    c.add_argument("--accuracy-budget", metavar="cosine:0.999",
+                   help="keep the layers that break this budget (on --calib) at fp32")
+    c.add_argument("--accuracy-report", metavar="OUT.json", help="print and save accuracy against fp32 on --calib")
     c.add_argument("--stages", type=int, default=0, metavar="K",
                    help="split into K pipeline stages (one artifact each + pipeline.json in -o DIR)")
     c.add_argument("--plan-dims", metavar="SYM=N,..", help="symbol values for the reported memory plan (default 1)")

@@ -5,6 +5,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,46 @@ class CompileOptions:
     disable_passes: list[str] = field(default_factory=list)
     verify_passes: bool = False          # run the IR verifier after every pass (tests do)
     plan_dims: dict[str, int] | None = None  # symbol values for the memory plan (default 1)
+    precision: str = "fp32"              # fp32 | fp16 | bf16 | int8 | int4
+    calib: Any = None                    # calibration data: .npz path, batch dict or iterable
+    calibrator: str = "minmax"           # int8 activations: minmax | percentile | entropy
+    smoothquant: bool = False
+    group_size: int = 128                # int4 weight groups
+    prune: str | None = None             # "magnitude:0.5" | "2:4"
+    accuracy_budget: str | None = None   # e.g. "cosine:0.999": layers that break it stay fp32
+
+
+def _optimize(graph: Graph, options: CompileOptions):
+    """Graph passes, with precision lowering between the cleanup passes and fusion.
+
+    Quantization must see plain matmuls (before ``fuse``) in a cleaned-up graph (after
+    folding), so a lowered compile runs the level's passes up to ``fuse``, then
+    ``apply_precision``, then ``fuse``.
+    """
+    from llmc.passes import level_passes, run_passes
+
+    names = list(options.passes) if options.passes is not None else level_passes(options.opt_level)
+    names = [n for n in names if n not in set(options.disable_passes)]
+    kw = dict(verify=options.verify_passes, bindings=options.plan_dims)
+    if options.precision in ("fp32", None) and not options.prune:
+        graph, report = run_passes(graph, passes=names, **kw)
+        return graph, report, None
+    from llmc.passes.precision import apply_precision
+
+    before = [n for n in names if n != "fuse"]
+    graph, report = run_passes(graph, passes=before, **kw)
+    fp32_graph = graph
+    graph, info = apply_precision(graph, options.precision, options.calib,
+                                  calibrator=options.calibrator, smoothquant=options.smoothquant,
+                                  group_size=options.group_size, prune=options.prune,
+                                  accuracy_budget=options.accuracy_budget)
+    info = dict(info)
+    info["fp32_graph"] = fp32_graph
+    info["calib_source"] = options.calib
+    if "fuse" in names:
+        graph, fuse_report = run_passes(graph, passes=["fuse"], **kw)
+        report.rows.extend(fuse_report.rows)
+    return graph, report, info
 
 
 def _backend_options(options: CompileOptions) -> dict:
@@ -57,9 +98,7 @@ def compile_graph(graph: Graph, options: CompileOptions):
     backend = get_backend(options.target)
     t0 = time.perf_counter()
     graph.verify()
-    graph, report = run_passes(graph, level=options.opt_level, passes=options.passes,
-                               disable=options.disable_passes, verify=options.verify_passes,
-                               bindings=options.plan_dims)
+    graph, report, precision_info = _optimize(graph, options)
     plan = plan_memory(graph, options.plan_dims)
     result = backend.build(graph, **_backend_options(options))
     build_s = time.perf_counter() - t0
@@ -95,7 +134,11 @@ def compile_graph(graph: Graph, options: CompileOptions):
     members = {"lib/model.so": library, WEIGHTS: weights}
     if report.rows:
         report.rows[-1].kernels = len(result.kernels)
-    return Artifact(manifest, members, graph=graph, report=report)
+    if precision_info is not None:
+        manifest["precision"] = {"mode": options.precision, "calibrator": options.calibrator,
+                                 "smoothquant": options.smoothquant, "prune": options.prune,
+                                 "accuracy_budget": options.accuracy_budget}
+    return Artifact(manifest, members, graph=graph, report=report, precision_info=precision_info)
 
 
 def _safetensors_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -23,12 +23,14 @@ PassFn = Callable[[Graph], Graph]
 _PASSES: dict[str, PassFn] = {}
 
 # Named levels. Passes may appear twice: a fold after simplify catches what simplify exposed.
+# fuse_qdq comes first: constant folding would otherwise turn an ONNX QDQ weight back into
+# a float constant before the int8 pattern is seen.
 LEVELS: dict[str, list[str]] = {
     "O0": [],
-    "O1": ["constant_fold", "dce"],
-    "O2": ["constant_fold", "simplify", "constant_fold", "cse", "dce", "fuse"],
-    "O3": ["fold_batchnorm", "constant_fold", "simplify", "constant_fold", "cse", "simplify",
-           "dce", "fuse"],
+    "O1": ["fuse_qdq", "constant_fold", "dce"],
+    "O2": ["fuse_qdq", "constant_fold", "simplify", "constant_fold", "cse", "dce", "fuse"],
+    "O3": ["fuse_qdq", "fold_batchnorm", "constant_fold", "simplify", "constant_fold", "cse",
+           "simplify", "dce", "fuse"],
 }
 
 
@@ -211,4 +213,4 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import constant_fold, cse, dce, fold_batchnorm, fuse, simplify  # noqa: F401
+    from . import constant_fold, cse, dce, fold_batchnorm, fuse, quantize, simplify  # noqa: F401

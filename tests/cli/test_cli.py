@@ -129,3 +129,36 @@ def test_inspect_draws_optimized_graph(tmp_path, capsys):
     assert text.startswith("digraph") and "cluster" in text and "attention" in text
     assert main(["inspect", model, "-O", "O3"]) == 0
     assert "fused(" in capsys.readouterr().out
+
+
+def test_int8_compile_with_calibration_and_accuracy_report(tmp_path, capsys):
+    """W8A8 on a small MLP from the command line: calibrate, lower, report, run."""
+    import json
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((64, 128)).astype(np.float32) * 0.1, "W1")
+    w2 = numpy_helper.from_array(rng.standard_normal((128, 32)).astype(np.float32) * 0.1, "W2")
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], [w1, w2])
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((4, 8, 64)).astype(np.float32))
+    art = tmp_path / "mlp_int8.llmc"
+    assert main(["compile", str(path), "-o", str(art), "--precision", "int8", "--calib", str(tmp_path / "calib.npz"),
+                 "--accuracy-report", str(tmp_path / "acc.json")]) == 0
+    report = json.loads((tmp_path / "acc.json").read_text())
+    assert "cosine" in json.dumps(report)
+    import llmc
+    from llmc.frontends.onnx import import_onnx
+    from llmc.interpreter import run_reference
+
+    m = llmc.load(art)
+    assert m.manifest["precision"]["mode"] == "int8"
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    got, want = m.run(x)["y"], run_reference(import_onnx(str(path)), {"x": x})["y"]
+    cos = float(np.dot(got.ravel(), want.ravel()) / np.linalg.norm(got) / np.linalg.norm(want))
+    assert cos > 0.99, cos
+    assert main(["compile", str(path), "-o", str(art), "--precision", "int8"]) == 1
+    assert "calib" in capsys.readouterr().err
