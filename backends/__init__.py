@@ -11,7 +11,8 @@ from types import ModuleType
 
 from llmc.errors import BackendError
 
-BACKENDS = {"x86": "llmc.backends.x86"}
+BACKENDS = {"x86": "llmc.backends.x86", "cuda": "llmc.backends.cuda", "arm64": "llmc.backends.arm64",
+            "systolic": "llmc.backends.systolic"}
 
 
 def get_backend(target: str) -> ModuleType:

@@ -89,7 +89,7 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
             disable_passes: list[str] | None = None, plan_dims: dict[str, int] | None = None,
             precision: str = "fp32", calib: Any = None, calibrator: str = "minmax",
             smoothquant: bool = False, group_size: int = 128, prune: str | None = None,
-            accuracy_budget: str | None = None) -> Artifact:
+            accuracy_budget: str | None = None, systolic_config: str | None = None) -> Artifact:
     """Compile a model for a target.
 
     ``model``: an ONNX file path, an ``onnx.ModelProto``, a ``torch.nn.Module`` (with
@@ -107,4 +107,5 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
                                                plan_dims=plan_dims, precision=precision, calib=calib,
                                                calibrator=calibrator, smoothquant=smoothquant,
                                                group_size=group_size, prune=prune,
-                                               accuracy_budget=accuracy_budget))
+                                               accuracy_budget=accuracy_budget,
+                                               systolic_config=systolic_config))

@@ -61,7 +61,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        plan_dims=_parse_dims(args.plan_dims), precision=args.precision,
                        calib=args.calib, calibrator=args.calibrator, smoothquant=args.smoothquant,
                        group_size=args.group_size, prune=args.prune,
-                       accuracy_budget=args.accuracy_budget)
+                       accuracy_budget=args.accuracy_budget, systolic_config=args.systolic_config)
     if args.accuracy_report:
         if art.precision_info is None:
             raise InputError("--accuracy-report compares a lowered model with fp32: give --precision or --prune")
@@ -125,7 +125,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(args.inputs) > 1:
         raise InputError("several --inputs shards need --workers N (data-parallel on Ray)")
     inputs = _load_npz(args.inputs[0])
-    outputs = model.run(inputs)
+    if args.profile:
+        from llmc.backends.systolic.cli import profiled_run, show_profile
+        outputs, rep = profiled_run(model.run, inputs)
+        print(show_profile(rep, args.report, args.plot))
+    else:
+        outputs = model.run(inputs)
     _report_outputs([outputs], args.output)
     if args.benchmark:
         stats = model.benchmark(inputs, repeat=args.benchmark)
@@ -163,6 +168,27 @@ def _run_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dse(args: argparse.Namespace) -> int:
+    """`llmc dse MODEL`: simulate the model on every array/SRAM design point."""
+    from llmc.backends.systolic.cli import run_dse
+    from llmc.calibration import load_batches
+    from llmc.passes import run_passes
+    from llmc.passes.numerics import random_inputs
+
+    from .frontend import import_model
+
+    graph = import_model(args.model, input_shapes=_parse_input_shapes(args.input_shape))
+    graph, _ = run_passes(graph, level="O3")
+    inputs = _load_npz(args.inputs) if args.inputs else random_inputs(graph, _parse_dims(args.plan_dims))
+    calibration = load_batches(args.calib, graph) if args.calib else None
+    _, table = run_dse(graph, inputs, arrays=args.arrays, sram=args.sram, base=args.systolic_config,
+                       calibration=calibration, plot_path=args.plot)
+    print(table)
+    if args.plot:
+        print(f"llmc: wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     path = args.model
     if path.endswith(".llmc"):
@@ -197,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile an ONNX model into a .llmc artifact")
     c.add_argument("model", help="model.onnx")
     c.add_argument("--target", default="x86", help="x86 (default), cuda, arm64 or systolic")
+    c.add_argument("--systolic-config", metavar="tpu-like|edge|FILE.json",
+                   help="systolic: the simulated array (default edge)")
     c.add_argument("--arch", default=None, help="cuda: sm_80|sm_86|sm_89|sm_90 (default: the local GPU's, else sm_80)")
     c.add_argument("--mcpu", default=None, help="x86 CPU to build for (default: this machine's)")
     c.add_argument("-o", "--output", help="artifact path (default: MODEL.llmc)")
@@ -226,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("artifact")
     r.add_argument("--inputs", action="append", help=".npz keyed by the model's input names "
                    "(repeat for several shards with --workers)")
+    r.add_argument("--profile", action="store_true",
+                   help="systolic artifacts: per-layer cycles, utilization, traffic and energy")
+    r.add_argument("--report", metavar="OUT.json", help="with --profile: save the report")
+    r.add_argument("--plot", metavar="OUT.svg", help="with --profile: plot cycles and utilization per layer")
     r.add_argument("--workers", type=int, default=0, help="data-parallel on N Ray actors")
     r.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
     r.add_argument("--output", help="write outputs to this .npz")
@@ -240,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--graph", metavar="OUT.svg|OUT.dot",
                    help="draw the optimized graph (fused groups as clusters) instead of printing it")
     i.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("dse", help="design-space exploration of the simulated systolic array")
+    d.add_argument("model")
+    d.add_argument("--arrays", default="8x8,16x16,32x32,64x64,128x128")
+    d.add_argument("--sram", default="64K,256K,1M")
+    d.add_argument("--systolic-config", help="base preset or JSON (default edge)")
+    d.add_argument("--inputs", help=".npz inputs to simulate (default: random at --plan-dims)")
+    d.add_argument("--calib", help="calibration .npz (default: the inputs)")
+    d.add_argument("--plan-dims", metavar="SYM=N,..", help="symbol values for random inputs")
+    d.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
+    d.add_argument("--plot", metavar="OUT.svg", help="Pareto plot (latency vs energy)")
+    d.set_defaults(func=cmd_dse)
 
     from .llm_cli import add_subcommands
     add_subcommands(sub)

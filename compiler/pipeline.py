@@ -35,6 +35,7 @@ class CompileOptions:
     group_size: int = 128                # int4 weight groups
     prune: str | None = None             # "magnitude:0.5" | "2:4"
     accuracy_budget: str | None = None   # e.g. "cosine:0.999": layers that break it stay fp32
+    systolic_config: str | None = None   # systolic: tpu-like | edge | FILE.json
 
 
 def _optimize(graph: Graph, options: CompileOptions):
@@ -49,7 +50,7 @@ def _optimize(graph: Graph, options: CompileOptions):
     names = list(options.passes) if options.passes is not None else level_passes(options.opt_level)
     names = [n for n in names if n not in set(options.disable_passes)]
     kw = dict(verify=options.verify_passes, bindings=options.plan_dims)
-    if options.precision in ("fp32", None) and not options.prune:
+    if (options.precision in ("fp32", None) or options.target == "systolic") and not options.prune:
         graph, report = run_passes(graph, passes=names, **kw)
         return graph, report, None
     from llmc.passes.precision import apply_precision
@@ -70,12 +71,19 @@ def _optimize(graph: Graph, options: CompileOptions):
     return graph, report, info
 
 
-def _backend_options(options: CompileOptions) -> dict:
+def _backend_options(options: CompileOptions, graph: Graph) -> dict:
     """The target-specific subset of the options, as the backend's ``build`` takes them."""
     if options.target == "x86":
         return {"mcpu": options.mcpu}
     if options.target == "cuda":
         return {"arch": options.arch}
+    if options.target == "systolic":
+        from llmc.backends.systolic.cli import backend_options
+        from llmc.calibration import load_batches
+
+        calibration = load_batches(options.calib, graph) if options.calib is not None else None
+        return backend_options(options.systolic_config, options.precision, calibration,
+                               options.calibrator)
     return {}
 
 
@@ -100,7 +108,7 @@ def compile_graph(graph: Graph, options: CompileOptions):
     graph.verify()
     graph, report, precision_info = _optimize(graph, options)
     plan = plan_memory(graph, options.plan_dims)
-    result = backend.build(graph, **_backend_options(options))
+    result = backend.build(graph, **_backend_options(options, graph))
     build_s = time.perf_counter() - t0
 
     with tempfile.TemporaryDirectory(prefix="llmc-build-") as tmp:

@@ -38,6 +38,7 @@ def _open(src, where: str, device: str | None) -> CompiledModel:
     lib_name = manifest.get("library")
     if not isinstance(lib_name, str) or lib_name not in members:
         raise ArtifactError(f"{where}: manifest names library {lib_name!r}, which is not a member")
+    _register_runtime_hook(target, where)
     weights = _load_weights(members.get(WEIGHTS), where)
     return CompiledModel(manifest, members[lib_name], weights, where,
                          device or target.get("device", "cpu"))
@@ -124,6 +125,23 @@ def check_version(manifest: Mapping, where: str) -> None:
     if not isinstance(version, str) or version.split(".")[0] != llmc.__version__.split(".")[0]:
         raise ArtifactError(f"{where}: built by llmc {version!r}, incompatible with llmc "
                             f"{llmc.__version__}; recompile the model")
+
+
+# Targets whose library calls back into Python (the simulated systolic array). The module name
+# comes from the artifact, so only these known llmc modules are ever imported for it.
+RUNTIME_HOOKS = ("llmc.backends.systolic.runtime_hook",)
+
+
+def _register_runtime_hook(target: Mapping, where: str) -> None:
+    hook = target.get("runtime_hook")
+    if hook is None:
+        return
+    if hook not in RUNTIME_HOOKS:
+        raise ArtifactError(f"{where}: unknown runtime hook {hook!r}; llmc only loads "
+                            f"{', '.join(RUNTIME_HOOKS)}")
+    import importlib
+
+    importlib.import_module(hook).register()
 
 
 def _load_weights(data: bytes | None, where: str) -> dict[str, np.ndarray]:

