@@ -87,7 +87,8 @@ def _backend_options(options: CompileOptions, graph: Graph) -> dict:
     return {}
 
 
-def _tensor_entry(graph: Graph, name: str) -> dict:
+def tensor_entry(graph: Graph, name: str) -> dict:
+    """A graph input/output as the manifests record it (symbolic dims as text)."""
     ty = graph.types[name]
     return {"name": name, "dtype": ty.dtype,
             "shape": [d if isinstance(d, int) else D.dim_str(d) for d in ty.shape]}
@@ -126,8 +127,8 @@ def compile_graph(graph: Graph, options: CompileOptions):
         "llmc_version": llmc.__version__,
         "model_name": graph.name,
         "target": {"name": options.target, **backend.target_manifest(result)},
-        "inputs": [_tensor_entry(graph, n) for n in graph.inputs],
-        "outputs": [_tensor_entry(graph, n) for n in graph.outputs],
+        "inputs": [tensor_entry(graph, n) for n in graph.inputs],
+        "outputs": [tensor_entry(graph, n) for n in graph.outputs],
         "params": list(result.param_names),
         "library": "lib/model.so",
         "opt_level": options.opt_level if options.passes is None else None,

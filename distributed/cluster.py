@@ -58,3 +58,26 @@ def shutdown_ray(started: bool) -> None:
         ray = import_ray()
         if ray.is_initialized():
             ray.shutdown()
+
+
+class ActorGroup:
+    """Owns a list of Ray actors and, if it started Ray, the cluster: one close() for both."""
+
+    actors: list
+    _started: bool = False
+
+    def close(self) -> None:
+        """Stop the actors (and Ray, if this object started it)."""
+        if self.actors:
+            ray = import_ray()
+            for a in self.actors:
+                ray.kill(a)
+            self.actors = []
+        shutdown_ray(self._started)
+        self._started = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -12,13 +12,13 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .cluster import DistributedError, ensure_ray, import_ray, shutdown_ray
+from .cluster import ActorGroup, DistributedError, ensure_ray, import_ray, shutdown_ray
 from .worker import ArtifactWorker
 
 __all__ = ["DataParallel"]
 
 
-class DataParallel:
+class DataParallel(ActorGroup):
     """Apply a compiled artifact to many items with ``workers`` actors.
 
     Items: dicts of arrays by input name, tuples/lists of arrays (positional), single
@@ -131,19 +131,3 @@ class DataParallel:
         """Process ids of the current workers."""
         ray = import_ray()
         return ray.get([a.pid.remote() for a in self.actors])
-
-    def close(self) -> None:
-        """Stop the workers (and Ray, if this object started it)."""
-        if self.actors:
-            ray = import_ray()
-            for a in self.actors:
-                ray.kill(a)
-            self.actors = []
-        shutdown_ray(self._started)
-        self._started = False
-
-    def __enter__(self) -> "DataParallel":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -18,8 +18,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from llmc.errors import ArtifactError, InputError
+from llmc.pipeline import tensor_entry as _tensor_entry
 
-from .cluster import DistributedError, ensure_ray, import_ray, shutdown_ray
+from .cluster import ActorGroup, DistributedError, ensure_ray, import_ray, shutdown_ray
 from .worker import ArtifactWorker
 
 MANIFEST_FORMAT = "llmc-pipeline"
@@ -105,14 +106,6 @@ def compile_pipeline(model: Any, stages: int, out_dir: str | os.PathLike, *,
     return path
 
 
-def _tensor_entry(graph: Any, name: str) -> dict:
-    from llmc import dims as D
-
-    ty = graph.types[name]
-    return {"name": name, "dtype": ty.dtype,
-            "shape": [d if isinstance(d, int) else D.dim_str(d) for d in ty.shape]}
-
-
 def load_manifest(path: str | os.PathLike) -> dict:
     """Read and check a pipeline manifest; artifact paths become absolute."""
     path = os.fspath(path)
@@ -164,7 +157,7 @@ def run_pipeline_local(manifest_path: str | os.PathLike,
     return results
 
 
-class PipelineRunner:
+class PipelineRunner(ActorGroup):
     """One Ray actor per stage; ``run(batches)`` streams micro-batches through them.
 
     ``ray_address`` joins a cluster (else a local one is started, and stopped by
@@ -226,22 +219,6 @@ class PipelineRunner:
         while pending:
             results.append(self._collect(ray, pending.popleft()))
         return results
-
-    def close(self) -> None:
-        """Stop the actors (and Ray, if this runner started it)."""
-        if self.actors:
-            ray = import_ray()
-            for a in self.actors:
-                ray.kill(a)
-            self.actors = []
-        shutdown_ray(self._started)
-        self._started = False
-
-    def __enter__(self) -> "PipelineRunner":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def describe_pipeline(manifest_path: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ from tvm import relax
 from ...errors import BackendError
 from ...ir import Graph
 from ..relax_builder import build_relax
+from ..relax_pipeline import vm_lowering
 from . import cubin
 from .schedule import schedule_module
 from .target import cuda_target, resolve_arch
@@ -65,14 +66,8 @@ class BuildResult:
 
 
 def _relax_pipeline() -> tvm.transform.Pass:
-    """TVM's CUDA finalization minus legalization/fusion/dlight (done before, per kernel)."""
-    t = relax.transform
-    return tvm.transform.Sequential([
-        t.RewriteDataflowReshape(), t.ToNonDataflow(), t.RemovePurityChecking(),
-        t.CallTIRRewrite(), t.StaticPlanBlockMemory(), t.LowerAllocTensor(),
-        t.KillAfterLastUse(), t.LowerRuntimeBuiltin(), t.ComputePrimValue(),
-        t.VMShapeLower(), t.AttachGlobalSymbol(),
-    ])
+    """The shared Relax finalization (no CPU-specific extras)."""
+    return vm_lowering()
 
 
 def check_dtypes(graph: Graph) -> None:

@@ -11,6 +11,7 @@ from tvm import relax
 from ...errors import BackendError
 from ...ir import Graph
 from ..relax_builder import build_relax
+from ..relax_pipeline import vm_lowering
 from .schedule import schedule_module
 from .target import host_target, vector_lanes
 
@@ -46,14 +47,8 @@ def _mark_noalias(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
 
 
 def _relax_pipeline() -> tvm.transform.Pass:
-    """The CPU backend's pipeline minus legalization/fusion (done before scheduling)."""
-    t = relax.transform
-    return tvm.transform.Sequential([
-        t.RewriteDataflowReshape(), t.ToNonDataflow(), t.RemovePurityChecking(),
-        t.CallTIRRewrite(), t.StaticPlanBlockMemory(), t.LowerAllocTensor(),
-        t.KillAfterLastUse(), t.LowerRuntimeBuiltin(), t.ComputePrimValue(),
-        t.VMShapeLower(), t.AttachGlobalSymbol(), _mark_noalias,
-    ])
+    """The shared Relax finalization plus the noalias fix for the shape function."""
+    return vm_lowering(_mark_noalias)
 
 
 def build(graph: Graph, *, mcpu: str | None = None) -> BuildResult:
