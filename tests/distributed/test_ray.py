@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")  # the `test` extra installs it; CI always has it
+import ray  # the `test` extra installs it: a missing ray must fail, not skip
 
 import llmc  # noqa: E402
 from llmc.distributed import DataParallel, PipelineRunner, run_pipeline_local  # noqa: E402

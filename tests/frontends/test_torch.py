@@ -150,8 +150,8 @@ def test_minilm_sdpa_becomes_attention(minilm_inputs):
 
 
 def test_minilm_onnx_export_produces_file(minilm_onnx_path, minilm_model, minilm_inputs):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     assert minilm_onnx_path.is_file() and minilm_onnx_path.stat().st_size > 50_000_000
     proto = onnx.load(str(minilm_onnx_path), load_external_data=False)
     assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask"]
