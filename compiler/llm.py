@@ -47,14 +47,14 @@ def _entry(graph, name: str, options: LLMCompileOptions, progress: Callable[[str
     from llmc.backends import get_backend
     from llmc.passes import run_passes
 
-    from .pipeline import _backend_options, _tensor_entry
+    from .pipeline import _backend_options, tensor_entry
 
     backend = get_backend(options.target)
     t0 = time.perf_counter()
     graph.verify()
     graph, _report = run_passes(graph, level=options.opt_level)
     progress(f"{name}: {len(graph.nodes)} nodes after passes, building")
-    result = backend.build(graph, **_backend_options(options))
+    result = backend.build(graph, **_backend_options(options, graph))
     with tempfile.TemporaryDirectory(prefix="llmc-llm-") as tmp:
         lib_path = os.path.join(tmp, f"{name}.so")
         try:
@@ -66,8 +66,8 @@ def _entry(graph, name: str, options: LLMCompileOptions, progress: Callable[[str
     params = getattr(result, "params", None) or {}
     params = {p: params[p] if p in params else graph.constants[p] for p in result.param_names}
     entry = {"library": f"lib/{name}.so",
-             "inputs": [_tensor_entry(graph, n) for n in graph.inputs],
-             "outputs": [_tensor_entry(graph, n) for n in graph.outputs],
+             "inputs": [tensor_entry(graph, n) for n in graph.inputs],
+             "outputs": [tensor_entry(graph, n) for n in graph.outputs],
              "params": list(result.param_names), "kernels": len(result.kernels),
              "build_seconds": round(time.perf_counter() - t0, 3)}
     progress(f"{name}: built in {entry['build_seconds']:.1f} s, {entry['kernels']} kernels")
