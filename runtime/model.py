@@ -137,8 +137,10 @@ class CompiledModel:
         except Exception as exc:  # TVM's error classes (RuntimeError, InternalError, ...)
             msg = str(exc).strip().splitlines()
             raise ArtifactError(f"{self.where}: the compiled library refused the call "
-                                f"({msg[-1][:300] if msg else type(exc).__name__}); does the manifest "
-                                "match the library? (an edited artifact)") from None
+                                f"({msg[-1][:300] if msg else type(exc).__name__}): either the "
+                                "inputs break a shape constraint the model imposes between dims "
+                                "(see the message), or the manifest does not match the library "
+                                "(an edited artifact)") from None
 
     def benchmark(self, *args: Any, warmup: int = 3, repeat: int = 20, **kwargs: Any) -> dict[str, float]:
         """Time ``run`` end to end (host copies included); returns median/mean/min/max in ms."""
