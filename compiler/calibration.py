@@ -14,10 +14,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .dtypes import to_numpy
-from .errors import InputError, ShapeError
-from .interpreter import bind_symbols, concrete_attrs
+from .errors import InputError
+from .interpreter import bind_symbols, run_reference
 from .ir import Graph
-from .ops import get_op
 
 Batch = dict[str, np.ndarray]
 
@@ -75,22 +74,9 @@ def save_batches(path: str | os.PathLike, batches: Sequence[Batch]) -> str:
 def run_with_taps(graph: Graph, inputs: Mapping[str, np.ndarray], taps: Iterable[str]
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run the reference interpreter; returns (outputs, values of the ``taps`` names)."""
-    want = set(taps)
-    bindings = bind_symbols(graph, inputs)
-    env: dict[str, np.ndarray] = dict(graph.constants)
-    env.update({k: np.asarray(v) for k, v in inputs.items() if k in graph.inputs})
-    seen = {k: env[k] for k in want if k in env}
-    for node in graph.nodes:
-        args = [env[i] if i else None for i in node.inputs]
-        try:
-            outs = get_op(node.op).reference(args, concrete_attrs(node.attrs, bindings))
-        except ShapeError as exc:
-            raise ShapeError(f"node {node.name!r} ({node.op}): {exc}") from None
-        for name, val in zip(node.outputs, outs):
-            env[name] = val
-            if name in want:
-                seen[name] = val
-    return {o: env[o] for o in graph.outputs}, seen
+    seen: dict = dict.fromkeys(taps)
+    outputs = run_reference(graph, inputs, taps=seen)
+    return outputs, {k: v for k, v in seen.items() if v is not None}
 
 
 class ActivationStats:

@@ -49,8 +49,13 @@ def concrete_attrs(attrs: Mapping, bindings: Mapping[str, int]) -> dict:
     return {k: conv(v) for k, v in attrs.items()}
 
 
-def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Execute ``graph`` node by node in numpy; returns output name -> array."""
+def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray],
+                  taps: dict[str, np.ndarray | None] | None = None) -> dict[str, np.ndarray]:
+    """Execute ``graph`` node by node in numpy; returns output name -> array.
+
+    ``taps`` (value name -> None) is filled in place with those intermediate values, which
+    is how calibration observes activations without a second interpreter.
+    """
     bindings = bind_symbols(graph, inputs)
     env: dict[str, np.ndarray] = dict(graph.constants)
     env.update({k: np.asarray(v) for k, v in inputs.items() if k in graph.inputs})
@@ -62,4 +67,7 @@ def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, n
             raise ShapeError(f"node {node.name!r} ({node.op}): {exc}") from None
         for name, val in zip(node.outputs, outs):
             env[name] = val
+    if taps is not None:
+        for name in taps:
+            taps[name] = env.get(name)
     return {o: env[o] for o in graph.outputs}
