@@ -5,13 +5,11 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-import tvm
 
 from ...errors import BackendError
 from ...ir import Graph
 from ..relax_builder import build_relax
-from ..x86.build import BuildResult, _relax_pipeline
-from ..x86.schedule import schedule_module
+from ..x86.build import BuildResult, compile_cpu
 
 TARGET: dict = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "generic",
                 "mattr": ["+neon"]}
@@ -47,16 +45,8 @@ def build(graph: Graph, *, mattr: list[str] | None = None, cxx: str = CROSS_CXX)
     """Compile ``graph`` for 64-bit ARM Linux; ``mattr`` adds LLVM features (e.g. ``+dotprod``)."""
     target = dict(TARGET, mattr=sorted(set(TARGET["mattr"]) | set(mattr or [])))
     rm = build_relax(graph)
-    try:
-        mod, used = schedule_module(rm.mod, NEON_LANES_FP32)
-        with tvm.transform.PassContext(opt_level=3):
-            ex = tvm.compile(mod, tvm.target.Target(target), relax_pipeline=_relax_pipeline())
-    except BackendError:
-        raise
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()
-        raise BackendError(f"graph {graph.name!r}: TVM build for aarch64 failed: "
-                           f"{msg[-1][:400] if msg else type(exc).__name__}") from exc
+    ex, used = compile_cpu(rm.mod, target, NEON_LANES_FP32,
+                           f"graph {graph.name!r}: TVM build for aarch64")
     return BuildResult(CrossExecutable(ex, cxx), rm.param_names, rm.input_names,
                        rm.output_names, target, sorted(used), dict(rm.params), used)
 

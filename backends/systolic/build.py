@@ -23,8 +23,7 @@ from llmc.ops.quant import unpack_int8
 
 from .. import lowering as L
 from .. import relax_builder as RB
-from ..x86.build import _relax_pipeline
-from ..x86.schedule import schedule_module
+from ..x86.build import compile_cpu
 from ..x86.target import host_target, vector_lanes
 from .bf16 import OP as BF16
 from .qconv import OP as QCONV
@@ -281,17 +280,8 @@ def build(graph: Graph, *, systolic_config: "SystolicConfig | str | dict | None"
                       calibrator=calibrator)
     target = host_target(mcpu)
     rm, layers = build_relax_systolic(g, cfg)
-    try:
-        mod, used = schedule_module(rm.mod, vector_lanes(target))
-        with tvm.transform.PassContext(opt_level=3):
-            ex = tvm.compile(mod, tvm.target.Target(target), relax_pipeline=_relax_pipeline())
-    except BackendError:
-        raise
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()
-        raise BackendError(f"graph {graph.name!r}: systolic build (host part for "
-                           f"{target['mcpu']}) failed: "
-                           f"{msg[-1][:400] if msg else type(exc).__name__}") from exc
+    ex, used = compile_cpu(rm.mod, target, vector_lanes(target),
+                           f"graph {graph.name!r}: systolic build (host part for {target['mcpu']})")
     return BuildResult(ex, rm.param_names, rm.input_names, rm.output_names, target,
                        sorted(used), dict(rm.params), used, len(rm.kernels) + len(layers),
                        cfg.to_dict(), layers, g)

@@ -51,22 +51,31 @@ def _relax_pipeline() -> tvm.transform.Pass:
     return vm_lowering(_mark_noalias)
 
 
-def build(graph: Graph, *, mcpu: str | None = None) -> BuildResult:
-    """Compile ``graph`` for this host's CPU (or ``mcpu``) once, for all values of its symbols."""
-    target = host_target(mcpu)
-    rm = build_relax(graph)
-    tgt = tvm.target.Target(target)
+def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str):
+    """Schedule every kernel for a CPU and ``tvm.compile`` the module: (executable, schedules).
+
+    Shared by the x86, arm64 and systolic (host part) backends; any TVM failure becomes a
+    BackendError that says ``what`` was being built.
+    """
     try:
         # every op is already a call_tir except R.reshape, which the VM lowers to a view
-        mod, used = schedule_module(rm.mod, vector_lanes(target))
+        mod, used = schedule_module(mod, lanes)
         with tvm.transform.PassContext(opt_level=3):
-            ex = tvm.compile(mod, tgt, relax_pipeline=_relax_pipeline())
+            ex = tvm.compile(mod, tvm.target.Target(target), relax_pipeline=_relax_pipeline())
     except BackendError:
         raise
     except Exception as exc:
         msg = str(exc).strip().splitlines()
-        raise BackendError(f"graph {graph.name!r}: TVM build for {target['mcpu']} failed: "
-                           f"{msg[-1][:400] if msg else type(exc).__name__}") from exc
+        raise BackendError(f"{what} failed: {msg[-1][:400] if msg else type(exc).__name__}") from exc
+    return ex, used
+
+
+def build(graph: Graph, *, mcpu: str | None = None) -> BuildResult:
+    """Compile ``graph`` for this host's CPU (or ``mcpu``) once, for all values of its symbols."""
+    target = host_target(mcpu)
+    rm = build_relax(graph)
+    ex, used = compile_cpu(rm.mod, target, vector_lanes(target),
+                           f"graph {graph.name!r}: TVM build for {target['mcpu']}")
     return BuildResult(ex, rm.param_names, rm.input_names, rm.output_names, target,
                        sorted(used), dict(rm.params), used, len(rm.kernels))
 
