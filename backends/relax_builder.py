@@ -199,6 +199,11 @@ def _emit_node(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
                            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
                            ) from exc
     kernels.append(hint)
+    _bind_outputs(bb, node, y, values)
+
+
+def _bind_outputs(bb: relax.BlockBuilder, node: Node, y, values: dict) -> None:
+    """Record a call's result under the node's output names (tuple items for several)."""
     if len(node.outputs) == 1:
         values[node.outputs[0]] = y
     else:
@@ -262,11 +267,7 @@ def _emit_fused(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
                            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:300]}"
                            ) from exc
     kernels.append(hint)
-    if len(node.outputs) == 1:
-        values[node.outputs[0]] = y
-    else:
-        for i, o in enumerate(node.outputs):
-            values[o] = bb.emit(relax.TupleGetItem(y, i))
+    _bind_outputs(bb, node, y, values)
 
 
 def _body_symbols(body: Graph) -> set[str]:

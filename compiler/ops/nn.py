@@ -103,7 +103,8 @@ def _spatial_attrs(attrs, nd: int, kernel=None):
     return strides, dil, pads
 
 
-def _conv_infer(in_types, attrs):
+def _conv_operands(in_types):
+    """(x, w, b) of conv / conv_transpose, checked: float, one dtype, same rank >= 3."""
     if len(in_types) not in (2, 3) or in_types[0] is None or in_types[1] is None:
         raise ShapeError("expects inputs (x, w, [b])")
     x, w = in_types[:2]
@@ -113,6 +114,11 @@ def _conv_infer(in_types, attrs):
     if x.rank < 3 or w.rank != x.rank:
         raise ShapeError(f"x {D.shape_str(x.shape)} and w {D.shape_str(w.shape)} must have the "
                          "same rank >= 3 (N, C, spatial...)")
+    return x, w, b
+
+
+def _conv_infer(in_types, attrs):
+    x, w, b = _conv_operands(in_types)
     nd = x.rank - 2
     g = attrs.get("group", 1)
     kernel = [int(k) for k in w.shape[2:]] if D.is_static_shape(w.shape[2:]) else None
@@ -177,15 +183,7 @@ register_op("conv", _conv_infer, _conv_ref)
 
 
 def _conv_t_infer(in_types, attrs):
-    if len(in_types) not in (2, 3) or in_types[0] is None or in_types[1] is None:
-        raise ShapeError("expects inputs (x, w, [b])")
-    x, w = in_types[:2]
-    b = in_types[2] if len(in_types) == 3 else None
-    _need_float(x)
-    _same_dtype([x, w, b], ["x", "w", "b"])
-    if x.rank < 3 or w.rank != x.rank:
-        raise ShapeError(f"x {D.shape_str(x.shape)} and w {D.shape_str(w.shape)} must have the "
-                         "same rank >= 3")
+    x, w, b = _conv_operands(in_types)
     nd = x.rank - 2
     g = attrs.get("group", 1)
     if not D.is_static_shape(w.shape[2:]):
