@@ -48,13 +48,18 @@ def workloads() -> list[dict]:
     from tests import models
 
     out = []
-    mini = models.minilm("eager")
-    path = str(models.minilm_onnx())
+    try:  # the real weights ship in a pip package that an offline GPU machine may lack
+        mini, label = models.minilm("eager"), "minilm"
+        path = str(models.minilm_onnx())
+    except (ImportError, ModuleNotFoundError, OSError) as exc:
+        print(f"[gpu_bench] real MiniLM unavailable ({type(exc).__name__}): using its "
+              "architecture with random weights", flush=True)
+        mini, label, path = models.minilm_shaped(), "minilm-shaped(random)", None
     for b in (1, 8):
         g = torch.Generator().manual_seed(b)
         ids = torch.randint(0, 30000, (b, 128), generator=g)
         mask = torch.ones(b, 128, dtype=torch.int64)
-        out.append({"name": f"minilm fp32 b{b} s128", "module": mini, "inputs": (ids, mask),
+        out.append({"name": f"{label} fp32 b{b} s128", "module": mini, "inputs": (ids, mask),
                     "onnx": path, "names": ["input_ids", "attention_mask"], "atol": 2e-3,
                     "same_artifact": "minilm"})
     out.append({"name": "gpt2_block fp16 b8 s128", "module": models.gpt2_block().half(),

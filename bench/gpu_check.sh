@@ -8,7 +8,11 @@
 # Results: $RESULTS (default bench/results/gpu_<date>/): env.txt, tests.txt, bench.txt,
 # gpu_bench.json, summary.txt. Exit status: non-zero if the tests or the accuracy checks fail.
 # Options (environment): ARCH=sm_90 to force an arch; ARTIFACTS=dir of prebuilt .llmc files
-# (from `python bench/gpu_bench.py --prebuild dir` on any machine with nvcc); SKIP_INSTALL=1.
+# (from `python bench/gpu_bench.py --prebuild dir` on any machine with nvcc); SKIP_INSTALL=1;
+# PYTEST_ARGS (extra pytest arguments, e.g. a --deselect); TEST_TIMEOUT (s, default 300).
+# Offline GPU machine with its own CUDA PyTorch but no TVM (the lent H200): run bench/gpu_bundle.sh
+# first; with .gpu_bundle/ present and no .venv, TVM and llmc are unpacked into $SITE and the
+# machine's python3 is used.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
@@ -17,12 +21,37 @@ mkdir -p "$RESULTS"
 log() { echo "[gpu_check $(( $(date +%s) - T0 ))s] $*" | tee -a "$RESULTS/summary.txt"; }
 
 # ---------------------------------------------------------------- 1. environment
-if [ ! -x .venv/bin/python ]; then
-  log "creating .venv"
-  python3 -m venv .venv
+if [ -d .gpu_bundle ] && [ ! -x .venv/bin/python ]; then
+  # offline machine with its own Python + CUDA PyTorch (bench/gpu_bundle.sh made the bundle):
+  # TVM and llmc go into a private site folder, everything else is the machine's own.
+  SITE=${SITE:-/tmp/llmc_site}
+  log "unpacking .gpu_bundle into $SITE"
+  mkdir -p "$SITE"
+  # Python's own tarfile/lzma: the machine may have no xz binary
+  python3 - "$SITE" <<'PY' || log "unpacking .gpu_bundle failed"
+import lzma, shutil, sys, tarfile
+site = sys.argv[1]
+for name in ("tvm_ffi", "tvm_rest"):
+    with tarfile.open(f".gpu_bundle/{name}.tar.xz", "r:xz") as tar:
+        tar.extractall(site, filter="tar")
+with lzma.open(".gpu_bundle/libtvm_compiler.so.xz") as src, \
+        open(f"{site}/tvm/lib/libtvm_compiler.so", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 24)
+PY
+  python3 -m pip install -q --no-deps --no-index --no-build-isolation --no-compile --target "$SITE" . \
+    || log "pip install of llmc into $SITE failed"
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  export SKIP_INSTALL=1
+  mkdir -p "$SITE/bin" && ln -sf "$(command -v python3)" "$SITE/bin/python"
+  export PATH="$SITE/bin:$PATH"
+else
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv
+  fi
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
 fi
-# shellcheck disable=SC1091
-source .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ -z "${SKIP_INSTALL:-}" ]; then
   python -c "import llmc" 2>/dev/null || timeout 240 pip install -q -e '.[test]' \
@@ -48,7 +77,8 @@ cat "$RESULTS/env.txt"
 
 # ---------------------------------------------------------------- 2. tests
 log "running tests/backends/test_cuda.py"
-timeout 300 python -m pytest tests/backends/test_cuda.py -q -rs -p no:cacheprovider \
+# shellcheck disable=SC2086
+timeout "${TEST_TIMEOUT:-300}" python -m pytest tests/backends/test_cuda.py -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} \
   > "$RESULTS/tests.txt" 2>&1
 TEST_RC=$?
 tail -5 "$RESULTS/tests.txt" | tee -a "$RESULTS/summary.txt"

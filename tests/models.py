@@ -210,6 +210,18 @@ def minilm(attn_implementation: str = "eager") -> nn.Module:
     return MiniLM(bert.float()).eval()
 
 
+def minilm_shaped(seed: int = 0) -> nn.Module:
+    """all-MiniLM-L6-v2's architecture (6 layers, width 384, 12 heads) with random weights: the
+    same kernels and shapes as the real model where its weights package is absent (the offline
+    GPU machine); accuracy claims use :func:`minilm`."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                     intermediate_size=1536, max_position_embeddings=512, attn_implementation="eager")
+    return MiniLM(BertModel(cfg, add_pooling_layer=False).float()).eval()
+
+
 def minilm_tokenize(sentences: Sequence[str] = MINILM_SENTENCES,
                     max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) as int64 tensors, padded to the longest sentence."""

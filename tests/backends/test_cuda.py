@@ -264,3 +264,27 @@ def test_llmc_load_runs_on_gpu(tmp_path, minilm_onnx_path, minilm_model, minilm_
         want = minilm_model(ids, mask)
     want = getattr(want, "last_hidden_state", want[0] if isinstance(want, tuple) else want).numpy()
     np.testing.assert_allclose(list(got.values())[0], want, rtol=1e-3, atol=1e-3)
+
+
+@needs_gpu
+def test_onnx_artifact_save_load_runs_on_gpu(tmp_path):
+    """The whole user path on a GPU without the MiniLM weights package: ONNX with dynamic batch
+    and seq -> --target cuda -> .llmc -> load -> run, at two shapes, against PyTorch."""
+    import models
+
+    model = models.minilm_shaped()
+    g = torch.Generator().manual_seed(0)
+    ids, mask = torch.randint(0, 30000, (2, 16), generator=g), torch.ones(2, 16, dtype=torch.int64)
+    mask[1, 10:] = 0
+    path = models.export_onnx(model, (ids, mask), tmp_path / "m.onnx",
+                              ["input_ids", "attention_mask"], ["last_hidden_state"],
+                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
+                                            "attention_mask": {0: "batch", 1: "seq"}})
+    m = llmc.load(llmc.compile(str(path), target="cuda").save(tmp_path / "m.llmc"))
+    for b, s in ((2, 16), (3, 40)):
+        ids = torch.randint(0, 30000, (b, s), generator=g)
+        mask = torch.ones(b, s, dtype=torch.int64)
+        got = list(m.run({"input_ids": ids.numpy(), "attention_mask": mask.numpy()}).values())[0]
+        with torch.no_grad():
+            want = model(ids, mask).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
