@@ -17,9 +17,13 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVE
 mkdir -p "$OUT" "$TMP/tvm" "$TMP/ffi"
 (cd "$TMP/tvm" && unzip -q "$TMP"/apache_tvm-0*.whl)
 (cd "$TMP/ffi" && unzip -q "$TMP"/apache_tvm_ffi-*.whl)
-(cd "$TMP/ffi" && tar -cf - . | xz -9 > "$OLDPWD/$OUT/tvm_ffi.tar.xz")
+# left out: sources, vendored headers, test libraries, the web runtime and Relax's model
+# frontends (llmc builds Relax itself): none is loaded when compiling or running llmc models
+(cd "$TMP/ffi" && tar --exclude=./tvm_ffi/3rdparty --exclude=./tvm_ffi/src --exclude=./tvm_ffi/cython \
+  --exclude=./tvm_ffi/lib/libtvm_ffi_testing.so -cf - . | xz -9e > "$OLDPWD/$OUT/tvm_ffi.tar.xz")
 mv "$TMP/tvm/tvm/lib/libtvm_compiler.so" "$TMP/compiler.so"
-(cd "$TMP/tvm" && tar --exclude=tvm/3rdparty --exclude='tvm/relax/frontend/tflite*' -cf - . \
-  | xz -9 > "$OLDPWD/$OUT/tvm_rest.tar.xz")
+(cd "$TMP/tvm" && tar --exclude=./tvm/3rdparty --exclude=./tvm/src --exclude=./tvm/web \
+  --exclude=./tvm/relax/frontend -cf - . | xz -9e > "$OLDPWD/$OUT/tvm_rest.tar.xz")
 xz -T1 -9e --lzma2=preset=9e,dict=256MiB -c "$TMP/compiler.so" > "$OUT/libtvm_compiler.so.xz"
 ls -la "$OUT"
+echo "travels: $(du -cb "$OUT"/* | tail -1 | cut -f1) bytes + the repo (limit 64 MiB = 67108864)"
