@@ -894,14 +894,20 @@ def _ones_for(cx, shape: tuple, dtype: str, value: float = 1.0) -> str:
     return cx.const(np.full(shape, value, dtype=to_numpy(dtype)), "ones" if value else "zeros")
 
 
-@register("native_layer_norm", "layer_norm")
-def _layer_norm(cx, a):
+def _norm_operands(cx, a) -> tuple[bool, str, str, list[int], str]:
+    """(several outputs?, dtype, x, normalized shape, weight or ones) shared by the norms."""
     multi = isinstance(cx.meta(), (list, tuple))
     out = cx.out_dtype(0) if multi else cx.out_dtype()
     x = cx.tensor(a["input"], out)
     ns = [int(cx.dim(n)) for n in a["normalized_shape"]]
     w = cx.tensor(a["weight"], out) if a.get("weight") is not None else \
         _ones_for(cx, tuple(ns), out)
+    return multi, out, x, ns, w
+
+
+@register("native_layer_norm", "layer_norm")
+def _layer_norm(cx, a):
+    multi, out, x, ns, w = _norm_operands(cx, a)
     inputs = [x, w]
     if a.get("bias") is not None:
         inputs.append(cx.tensor(a["bias"], out))
@@ -911,12 +917,7 @@ def _layer_norm(cx, a):
 
 @register("rms_norm", "_fused_rms_norm")
 def _rms_norm(cx, a):
-    multi = isinstance(cx.meta(), (list, tuple))
-    out = cx.out_dtype(0) if multi else cx.out_dtype()
-    x = cx.tensor(a["input"], out)
-    ns = [int(cx.dim(n)) for n in a["normalized_shape"]]
-    w = cx.tensor(a["weight"], out) if a.get("weight") is not None else \
-        _ones_for(cx, tuple(ns), out)
+    multi, out, x, ns, w = _norm_operands(cx, a)
     eps = a.get("eps")
     eps = float(torch.finfo(getattr(torch, out)).eps) if eps is None else float(eps)
     y = cx.emit("rms_norm", [x, w], {"axis": cx.rank(x) - len(ns), "epsilon": eps})

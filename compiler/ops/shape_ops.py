@@ -423,14 +423,20 @@ register_op("trilu", _trilu_infer, lambda i, a: [
 
 
 # --------------------------------------------------------------------------- depth/space
-def _d2s_infer(in_types, attrs):
+def _block_operand(op: str, in_types, attrs) -> tuple[TensorType, int]:
+    """The input and blocksize of depth_to_space / space_to_depth, checked."""
     n_inputs(in_types, 1, "x")
     x = in_types[0]
     b = attrs.get("blocksize")
     if x.rank != 4 or not isinstance(b, int) or b < 1:
-        raise ShapeError("depth_to_space needs a rank-4 input and a positive int blocksize")
+        raise ShapeError(f"{op} needs a rank-4 input and a positive int blocksize")
     if attrs.get("mode", "DCR") not in ("DCR", "CRD"):
         raise ShapeError(f"mode must be DCR or CRD, got {attrs.get('mode')!r}")
+    return x, b
+
+
+def _d2s_infer(in_types, attrs):
+    x, b = _block_operand("depth_to_space", in_types, attrs)
     n, c, h, w = x.shape
     if isinstance(c, int) and c % (b * b):
         raise ShapeError(f"channels {c} not divisible by blocksize^2 = {b * b}")
@@ -451,13 +457,7 @@ register_op("depth_to_space", _d2s_infer, _d2s_ref)
 
 
 def _s2d_infer(in_types, attrs):
-    n_inputs(in_types, 1, "x")
-    x = in_types[0]
-    b = attrs.get("blocksize")
-    if x.rank != 4 or not isinstance(b, int) or b < 1:
-        raise ShapeError("space_to_depth needs a rank-4 input and a positive int blocksize")
-    if attrs.get("mode", "DCR") not in ("DCR", "CRD"):
-        raise ShapeError(f"mode must be DCR or CRD, got {attrs.get('mode')!r}")
+    x, b = _block_operand("space_to_depth", in_types, attrs)
     n, c, h, w = x.shape
     for d in (h, w):
         if isinstance(d, int) and d % b:
