@@ -125,10 +125,10 @@ def build_relax(graph: Graph, *, pack_weights: bool = True) -> RelaxModule:
         with bb.dataflow():
             for node in graph.nodes:
                 if node.op == "fused":
-                    _emit_fused(bb, graph, node, values, packed, reads[node.name], env,
+                    emit_fused(bb, graph, node, values, packed, reads[node.name], env,
                                 kernels)
                 else:
-                    _emit_node(bb, graph, node, values, packed, env, kernels)
+                    emit_node(bb, graph, node, values, packed, env, kernels)
             outs = [values[o] for o in graph.outputs]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
@@ -141,8 +141,12 @@ def _dtype(arr: np.ndarray) -> str:
     return from_numpy(arr.dtype)
 
 
-def _emit_node(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
-               packed: dict, env: L.DimEnv, kernels: list) -> None:
+def emit_node(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
+              packed: dict, env: L.DimEnv, kernels: list) -> None:
+    """Bind one plain node's outputs in ``values``: its PrimFunc (or a packed-weight matmul).
+
+    Public so that backends that intercept some nodes (systolic) lower the rest the same way.
+    """
     out_types = [graph.types[o] for o in node.outputs]
     hint = _ident(node.name or node.op)
     if node.op == "matmul" and node.inputs[1] in packed and _packable(graph, node, True):
@@ -211,8 +215,8 @@ def _bind_outputs(bb: relax.BlockBuilder, node: Node, y, values: dict) -> None:
             values[o] = bb.emit(relax.TupleGetItem(y, i))
 
 
-def _emit_fused(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
-                packed: dict, reads: dict[str, str], env: L.DimEnv, kernels: list) -> None:
+def emit_fused(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
+               packed: dict, reads: dict[str, str], env: L.DimEnv, kernels: list) -> None:
     """One PrimFunc for a whole fused group (kind ``fused_<kind>`` for the scheduler).
 
     A body matmul with a packed weight gets its activation as a 2-D view ([rows, K], a free

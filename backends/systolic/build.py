@@ -162,9 +162,9 @@ def build_relax_systolic(graph: Graph, cfg: SystolicConfig):
                     layers.append({"name": node.name, "op": "conv", "kernel": node.attrs["kernel"],
                                    "x_scale": float(node.attrs["x_scale"])})
                 elif node.op == "fused":
-                    RB._emit_fused(bb, graph, node, values, {}, {}, env, kernels)
+                    RB.emit_fused(bb, graph, node, values, {}, {}, env, kernels)
                 else:
-                    RB._emit_node(bb, graph, node, values, {}, env, kernels)
+                    RB.emit_node(bb, graph, node, values, {}, env, kernels)
             outs = [values[o] for o in graph.outputs]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
