@@ -1,7 +1,9 @@
 """MiniLM (real all-MiniLM-L6-v2 weights) on x86: llmc vs ONNX Runtime vs PyTorch, one run.
 
 Prints compile time, the max abs error of llmc against ONNX Runtime, and a latency table
-(median of N) with ratios, for batch 1 and 8 at sequence length 128.
+(median of N, the three peers timed round-robin so machine load hits them alike) with
+ratios, for batch 1 and 8 at sequence length 128, plus llmc's process-CPU-time ratio to
+ONNX Runtime (the load-robust figure on a shared machine) and the load average.
 Usage: python bench/minilm.py [--repeat 20] [--json out.json]
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine, median_ms, print_table  # noqa: E402
+from bench.common import fair_environment, machine, print_table  # noqa: E402
 
 THREADS = fair_environment()
 
@@ -30,6 +32,7 @@ def main() -> int:
     import torch
 
     import llmc
+    from bench.fusion import _round_robin_cpu
     from tests.models import minilm, minilm_onnx
 
     torch.set_num_threads(THREADS)
@@ -54,17 +57,21 @@ def main() -> int:
         got = model.run(inputs)["last_hidden_state"]
         err = float(np.abs(got - ref).max())
         tin = {k: torch.from_numpy(v) for k, v in inputs.items()}
-        with torch.inference_mode():
-            row = {"workload": f"minilm b{batch} s128",
-                   "llmc": median_ms(lambda: model.run(inputs), args.repeat),
-                   "onnxruntime": median_ms(lambda: sess.run(None, inputs), args.repeat),
-                   "pytorch": median_ms(lambda: tmodel(**tin), args.repeat),
-                   "max_abs_err_vs_ort": err}
+        def torch_run(tin=tin):
+            with torch.inference_mode():
+                tmodel(**tin)
+        wall, cpu = _round_robin_cpu({"llmc": lambda inputs=inputs: model.run(inputs),
+                                      "onnxruntime": lambda inputs=inputs: sess.run(None, inputs),
+                                      "pytorch": torch_run}, args.repeat)
+        row = {"workload": f"minilm b{batch} s128", **wall, "max_abs_err_vs_ort": err,
+               "cpu_ms": cpu, "load": os.getloadavg()[0]}
         rows.append(row)
     print(f"machine: {machine()}")
     print(f"llmc compile time (MiniLM, x86, no tuning): {compile_s:.1f} s")
     for r in rows:
-        print(f"{r['workload']}: llmc max abs err vs ONNX Runtime {r['max_abs_err_vs_ort']:.2e}")
+        print(f"{r['workload']}: llmc max abs err vs ONNX Runtime {r['max_abs_err_vs_ort']:.2e}; "
+              f"process CPU time llmc/ORT {r['cpu_ms']['llmc'] / r['cpu_ms']['onnxruntime']:.2f}x; "
+              f"load average {r['load']:.1f}")
     print_table(rows, ["llmc", "onnxruntime", "pytorch"])
     if args.json:
         with open(args.json, "w") as fh:

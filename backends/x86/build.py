@@ -51,7 +51,18 @@ def _relax_pipeline() -> tvm.transform.Pass:
     return vm_lowering(_mark_noalias)
 
 
-def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str):
+def _codegen_target(target: dict) -> dict:
+    """The target given to LLVM: ``target`` plus reassociable float math.
+
+    Measured: without it LLVM keeps every float reduction (softmax's row sum, LayerNorm's
+    mean and variance) as one scalar add chain, latency-bound; with it those loops vectorize
+    (LayerNorm 5x, attention 12% faster in MiniLM). Only the order of a sum changes: no
+    NaN/inf assumptions (``fast-math-nnan``/``ninf`` stay off). The manifest keeps ``target``.
+    """
+    return {**target, "fast-math-reassoc": True}
+
+
+def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str, tuned=None):
     """Schedule every kernel for a CPU and ``tvm.compile`` the module: (executable, schedules).
 
     Shared by the x86, arm64 and systolic (host part) backends; any TVM failure becomes a
@@ -59,9 +70,10 @@ def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str):
     """
     try:
         # every op is already a call_tir except R.reshape, which the VM lowers to a view
-        mod, used = schedule_module(mod, lanes)
+        mod, used = schedule_module(mod, lanes, tuned)
         with tvm.transform.PassContext(opt_level=3):
-            ex = tvm.compile(mod, tvm.target.Target(target), relax_pipeline=_relax_pipeline())
+            ex = tvm.compile(mod, tvm.target.Target(_codegen_target(target)),
+                             relax_pipeline=_relax_pipeline())
     except BackendError:
         raise
     except Exception as exc:
@@ -70,12 +82,20 @@ def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str):
     return ex, used
 
 
-def build(graph: Graph, *, mcpu: str | None = None) -> BuildResult:
-    """Compile ``graph`` for this host's CPU (or ``mcpu``) once, for all values of its symbols."""
+def build(graph: Graph, *, mcpu: str | None = None, tuning_db: str | None = None) -> BuildResult:
+    """Compile ``graph`` for this host's CPU (or ``mcpu``) once, for all values of its symbols.
+
+    ``tuning_db``: a `llmc tune` directory; its records replace a kernel's default schedule
+    where they measured faster for this target.
+    """
     target = host_target(mcpu)
     rm = build_relax(graph)
+    tuned = None
+    if tuning_db:
+        from .tune import TunedSchedules
+        tuned = TunedSchedules(tuning_db, target).lookup
     ex, used = compile_cpu(rm.mod, target, vector_lanes(target),
-                           f"graph {graph.name!r}: TVM build for {target['mcpu']}")
+                           f"graph {graph.name!r}: TVM build for {target['mcpu']}", tuned)
     return BuildResult(ex, rm.param_names, rm.input_names, rm.output_names, target,
                        sorted(used), dict(rm.params), used, len(rm.kernels))
 

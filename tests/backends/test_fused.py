@@ -92,7 +92,9 @@ def test_attention_one_kernel(mask_kind):
     g = _attn_graph(mask_kind)
     out, res = build_fused(g)
     assert [n.attrs["kind"] for n in out.nodes if n.op == "fused"] == ["attention"]
-    for batch, seq in ((1, 7), (2, 33)):
+    assert res.launches == 1  # k^T is built inside the kernel, no transpose kernel
+    # 70 rows: one full block of query rows (64) and a partial one
+    for batch, seq in ((1, 7), (2, 33), (1, 70)):
         inputs = {n: w(batch, 3, seq, 16) for n in ("q", "k", "v")}
         if mask_kind == "add":
             m = np.zeros((batch, 1, 1, seq), np.float32)
