@@ -24,6 +24,7 @@ from tvm import te, tirx, topi
 
 from ..errors import BackendError
 from ..ir import Node, TensorType
+from .fastmath import fast_erf, fast_exp, fast_tanh
 
 # ----------------------------------------------------------------------------- dims
 
@@ -302,9 +303,10 @@ def _isinf(v, a, t):
 def _gelu(v, a, t):
     if a.get("approximate", "none") == "tanh":
         c = _c(math.sqrt(2.0 / math.pi), _dt(v))
-        return _c(0.5, _dt(v)) * v * (_one(v, _dt(v)) + tirx.tanh(
+        return _c(0.5, _dt(v)) * v * (_one(v, _dt(v)) + fast_tanh(
             c * (v + _c(0.044715, _dt(v)) * v * v * v)))
-    return _c(0.5, _dt(v)) * v * (_one(v, _dt(v)) + tirx.erf(v * _c(1 / math.sqrt(2), _dt(v))))
+    # polynomial erf/tanh (backends/fastmath.py): tirx.erf is a scalar libm call per lane
+    return _c(0.5, _dt(v)) * v * (_one(v, _dt(v)) + fast_erf(v * _c(1 / math.sqrt(2), _dt(v))))
 
 
 def _clip(v, a, t):
@@ -601,14 +603,17 @@ def _softmax_stages(x: te.Tensor, axis: int, acc: str, log: bool = False) -> te.
     mx = te.compute(red, lambda *i: te.max(_ld(x, *at(i, r1)).astype(acc), axis=r1), name="smax")
     def red_at(t, i):
         return _ld(t, *(i[:axis] + i[axis + 1:]))
-    ex = te.compute(shape, lambda *i: tirx.exp(_ld(x, *i).astype(acc) - red_at(mx, i)),
+    # polynomial exp (backends/fastmath.py): tirx.exp is a scalar libm call per lane
+    ex = te.compute(shape, lambda *i: fast_exp(_ld(x, *i).astype(acc) - red_at(mx, i)),
                     name="sexp")
     r2 = te.reduce_axis((0, shape[axis]), "r2")
     sm = te.compute(red, lambda *i: te.sum(_ld(ex, *at(i, r2)), axis=r2), name="ssum")
     if log:
         return te.compute(shape, lambda *i: _ld(x, *i).astype(acc) - red_at(mx, i) -
                           tirx.log(red_at(sm, i)), name="slog")
-    return te.compute(shape, lambda *i: _ld(ex, *i) / red_at(sm, i), name="sdiv")
+    # one reciprocal per row (hoisted by LLVM), a multiply per element: vdivps is ~10x vmulps
+    return te.compute(shape, lambda *i: _ld(ex, *i) * (_c(1, acc) / red_at(sm, i)),
+                      name="sdiv")
 
 
 @lower("softmax", "log_softmax", kind="reduce")
@@ -1230,6 +1235,130 @@ def _pool(ins, attrs, ctx):
     return [out]
 
 
+# ----------------------------------------------------------------------------- blocked layout
+# NCHW{b}c ops made by passes/layout.py (docs/ops.md "Blocked channel layout").
+def _layout_block(name: str) -> int:
+    from ..ops.layout import block_of
+    return block_of(name)
+
+
+@lower("layout_transform")
+def _layout_transform(ins, attrs, ctx):
+    """NCHW <-> NCHW{b}c as index arithmetic (one copy; vectorized over the c block)."""
+    x = ins[0]
+    dst = _layout_block(attrs["dst"])
+    if dst:
+        return [te.compute(ctx.out_shape(), lambda n, co, h, w, ci: x[n, co * dst + ci, h, w],
+                           name="T_to_blocked")]
+    b = x.shape[4]
+    return [te.compute(ctx.out_shape(), lambda n, c, h, w: x[n, tirx.floordiv(c, b), h, w,
+                                                              tirx.floormod(c, b)],
+                       name="T_to_plain")]
+
+
+def _pad_nchwc(x: te.Tensor, pads: list) -> te.Tensor:
+    """Zero-padded copy of x [N, C/b, H, W, b] over H and W (pads = [top, left, bottom, right])."""
+    pt, pl, pb, pr = pads
+    if not any(pads):
+        return x
+    n_, c_, h_, w_, b_ = x.shape
+
+    def body(n, c, h, w, i):
+        ok = tirx.And(tirx.And(h >= pt, h < h_ + pt), tirx.And(w >= pl, w < w_ + pl))
+        hh = tirx.max(tirx.min(h - pt, h_ - 1), 0)
+        ww = tirx.max(tirx.min(w - pl, w_ - 1), 0)
+        return tirx.if_then_else(ok, x[n, c, hh, ww, i], _c(0, x.dtype))
+    return te.compute([n_, c_, h_ + pt + pb, w_ + pl + pr, b_], body, name="data_pad")
+
+
+@lower("conv2d_nchwc", kind="conv_nchwc")
+def _conv2d_nchwc(ins, attrs, ctx):
+    """out[n, oc, oh, ow, ob] = sum over (ic, kh, kw, ib) of xpad * w[oc, ic, kh, kw, ib, ob].
+
+    The stage names (data_pad, conv_nchwc, T_bias) are what the x86 schedule looks for.
+    """
+    x, w = ins[0], ins[1]
+    b = ins[2] if len(ins) > 2 else None
+    sh, sw = [int(s) for s in attrs.get("strides", [1, 1])]
+    dh, dw = [int(s) for s in attrs.get("dilations", [1, 1])]
+    pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+    xp = _pad_nchwc(x, pads)
+    acc = _acc_dtype(x.dtype)
+    ic = te.reduce_axis((0, w.shape[1]), "ic")
+    kh = te.reduce_axis((0, w.shape[2]), "kh")
+    kw = te.reduce_axis((0, w.shape[3]), "kw")
+    ib = te.reduce_axis((0, w.shape[4]), "ib")
+    out = te.compute(ctx.out_shape(), lambda n, oc, oh, ow, ob: te.sum(
+        xp[n, ic, oh * sh + kh * dh, ow * sw + kw * dw, ib].astype(acc) *
+        w[oc, ic, kh, kw, ib, ob].astype(acc), axis=[ic, kh, kw, ib]), name="conv_nchwc")
+    if b is not None:
+        bo = w.shape[5]
+        conv = out
+        out = te.compute(conv.shape, lambda n, oc, oh, ow, ob: conv[n, oc, oh, ow, ob] +
+                         b[oc * bo + ob].astype(acc), name="T_bias")
+    if out.dtype != ctx.out_dtype():
+        res = out
+        out = te.compute(res.shape, lambda *i: _ld(res, *i).astype(ctx.out_dtype()),
+                         name="T_cast_out")
+    return [out]
+
+
+@lower("pool2d_nchwc", kind="pool_nchwc")
+def _pool2d_nchwc(ins, attrs, ctx):
+    """Max / average pool over H, W of NCHW{b}c with ONNX padding semantics (as ``_pool``)."""
+    x = ins[0]
+    kernel = [int(k) for k in attrs["kernel"]]
+    strides = [int(s) for s in attrs.get("strides") or [1, 1]]
+    dil = [int(s) for s in attrs.get("dilations") or [1, 1]]
+    pads = [int(p) for p in attrs.get("pads") or [0, 0, 0, 0]]
+    is_max = attrs.get("kind") == "max"
+    include_pad = bool(attrs.get("count_include_pad", 0))
+    acc = _acc_dtype(x.dtype)
+    size = [x.shape[2], x.shape[3]]
+    rk = [te.reduce_axis((0, kernel[d]), f"rk{d}") for d in range(2)]
+
+    def window(sp):
+        pos, ok = [], None
+        for d in range(2):
+            p = sp[d] * strides[d] - pads[d] + rk[d] * dil[d]
+            c = tirx.And(p >= 0, p < size[d])
+            ok = c if ok is None else tirx.And(ok, c)
+            pos.append(tirx.max(tirx.min(p, size[d] - 1), 0))
+        return pos, ok
+
+    def body(n, c, h, w, i):
+        pos, ok = window((h, w))
+        v = x[n, c, pos[0], pos[1], i].astype(acc)
+        if is_max:
+            return te.max(tirx.Select(ok, v, tirx.min_value(acc)), axis=rk)
+        return te.sum(tirx.Select(ok, v, _c(0, acc)), axis=rk)
+    oshape = ctx.out_shape()
+    out = te.compute(oshape, body, name="pool")
+    if not is_max:
+        red = out
+
+        def count(sp):
+            total = None
+            for d in range(2):
+                lo = sp[d] * strides[d] - pads[d]
+                cnt = None
+                for kk in range(kernel[d]):
+                    p = lo + kk * dil[d]
+                    inside = (tirx.And(p >= -pads[d], p < size[d] + pads[2 + d]) if include_pad
+                              else tirx.And(p >= 0, p < size[d]))
+                    one = tirx.Select(inside, _c(1, acc), _c(0, acc))
+                    cnt = one if cnt is None else cnt + one
+                total = cnt if total is None else total * cnt
+            return total
+        out = te.compute(oshape, lambda n, c, h, w, i: red[n, c, h, w, i] / count((h, w)),
+                         name="avg")
+    if out.dtype != ctx.out_dtype():
+        res = out
+        out = te.compute(oshape, lambda *i: _ld(res, *i).astype(ctx.out_dtype()),
+                         name="T_cast_out")
+    return [out]
+
+
 @lower("lrn")
 def _lrn(ins, attrs, ctx):
     x = ins[0]
@@ -1374,3 +1503,4 @@ def lower_fused(body, tensors: dict, env: DimEnv,
             vals[o] = t
     return [vals[o] for o in body.outputs]
 from . import lowering_quant  # noqa: E402,F401  (quantized ops: qlinear_int8, qlinear_int4)
+from . import lowering_w8  # noqa: E402,F401  (int8 weight-only linear: qlinear_int8_wo)

@@ -11,6 +11,8 @@ most one group, every interior value read only inside its group and not a graph 
   over the last axis -> matmul(p, v), both matmul operands computed (not weights);
 - ``matmul_epilogue``: matmul with a 2-D constant weight (the packed-weight kernel) followed
   by a chain of same-shape elementwise ops (bias, activation, residual add, scale);
+- ``conv_epilogue``: ``conv`` or ``conv2d_nchwc`` (the blocked layout) followed by a chain of
+  same-shape elementwise ops (bias, activation, residual add, scale), one kernel;
 - ``reduction``: layer_norm / rms_norm / softmax / log_softmax with the elementwise chain that
   produces its input and the one that consumes its output (row-wise, one kernel);
 - ``elementwise``: a chain of two or more same-shape elementwise ops.
@@ -92,6 +94,17 @@ def _is_const_weight(ctx: _Ctx, n: Node) -> bool:
             and ta.dtype == "float32" and a not in ctx.g.constants)
 
 
+CONV_OPS = ("conv", "conv2d_nchwc")
+
+
+def _is_conv_anchor(ctx: _Ctx, n: Node) -> bool:
+    """A float conv (plain or blocked NCHW{b}c) whose elementwise consumers (bias, activation,
+    residual add, scale) can run in its kernel, on the accumulator before it is stored."""
+    if n.op not in CONV_OPS or len(n.outputs) != 1 or len(n.inputs) < 2:
+        return False
+    return ctx.g.types[n.outputs[0]].dtype in ("float32", "float16", "bfloat16")
+
+
 def _find_attention(ctx: _Ctx, m1: Node) -> list[Node] | None:
     g = ctx.g
     if m1.op != "matmul" or any(i in g.constants for i in m1.inputs) or \
@@ -124,10 +137,13 @@ def _find_attention(ctx: _Ctx, m1: Node) -> list[Node] | None:
         return None
     group.append(m2)
     # layout changes that only permute leading axes become index arithmetic in the kernel:
-    # q and v read through their transposes, the output written through its transpose
+    # q and v read through their transposes, the output written through its transpose; k^T
+    # may move the last axis too (k [.., Lk, E] -> [.., E, Lk]): the x86 kernel copies each
+    # head's k into a transposed tile itself, so no separate transpose kernel runs
     for operand in (m1.inputs[0], m1.inputs[1], m2.inputs[1]):
         t = ctx.prod.get(operand)
-        if _lead_transpose(ctx, t) and ctx.single_consumer(operand) in (m1, m2):
+        moves_ok = operand == m1.inputs[1] and ctx.free(t) and t.op == "transpose"
+        if (_lead_transpose(ctx, t) or moves_ok) and ctx.single_consumer(operand) in (m1, m2):
             group.insert(0, t)
     t = ctx.single_consumer(m2.outputs[0])
     if _lead_transpose(ctx, t):
@@ -189,6 +205,11 @@ def find_groups(graph: Graph) -> list[tuple[str, list[Node]]]:
             chain = ctx.extend(n.outputs[0])
             if chain:
                 claim("matmul_epilogue", [n] + chain)
+    for n in graph.nodes:
+        if n.name not in ctx.taken and _is_conv_anchor(ctx, n):
+            chain = ctx.extend(n.outputs[0])
+            if chain:
+                claim("conv_epilogue", [n] + chain)
     for n in graph.nodes:
         if n.name not in ctx.taken and n.op in ROW_REDUCTIONS and _last_axis(graph, n):
             # alone too: one row-wise kernel instead of one loop nest per statistic

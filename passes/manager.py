@@ -30,7 +30,7 @@ LEVELS: dict[str, list[str]] = {
     "O1": ["fuse_qdq", "constant_fold", "dce"],
     "O2": ["fuse_qdq", "constant_fold", "simplify", "constant_fold", "cse", "dce", "fuse"],
     "O3": ["fuse_qdq", "fold_batchnorm", "constant_fold", "simplify", "constant_fold", "cse",
-           "simplify", "dce", "fuse"],
+           "simplify", "dce", "layout", "fuse"],
 }
 
 
@@ -214,3 +214,4 @@ def _load_builtin() -> None:
         return
     _loaded = True
     from . import constant_fold, cse, dce, fold_batchnorm, fuse, quantize, simplify  # noqa: F401
+    from . import layout  # noqa: F401  (x86 blocked conv layout; a no-op for other targets)

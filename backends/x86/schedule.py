@@ -10,14 +10,22 @@ on a matmul here. Every PrimFunc gets a schedule chosen by its ``llmc_kind`` att
 - ``matmul`` (both operands computed) and ``attention`` (q k^T, softmax, p v): parallel over
   batch*rows, K outside the vectorized N loop, short static rows accumulated in registers.
 - ``conv``: padding inlined, parallel over N*C_out, reduction loops outside the output row.
+- ``conv_nchwc`` (the layout pass's blocked conv) and ``fused_conv_epilogue``: a register tile
+  of up to 16 output columns x 16 output channels (more channel blocks for narrow outputs),
+  the 16-channel block vectorized, parallel over n*oc_outer*oh, the epilogue (bias,
+  activation, residual, scale) applied to the tile before it is stored; a plain NCHW conv
+  group keeps the ``conv`` recipe with its epilogue per (n, c_out) plane. ``pool_nchwc``:
+  window loops outside the vectorized channel block.
 - everything else: cheap producers inlined, spatial loops fused and parallelized, innermost
   static axis vectorized; reductions parallel over their spatial loops.
 - fused groups (``fused_<kind>``, made by the fuse pass; one PrimFunc per group):
   ``fused_matmul_epilogue`` = the packed tile plus the whole epilogue inlined into one
   vectorized pass over the output; ``fused_reduction`` = parallel over rows with every stage
   (producers, mean/var or max/sum, consumers) computed per row; ``fused_attention`` =
-  parallel over (batch, head, query row), scores/probabilities as per-row temporaries, PV
-  accumulated in registers and written straight through the output transpose;
+  parallel over (batch*head, block of 64 query rows), k^T of the head built once per block
+  from k in its natural layout (no transpose kernel), then per query row: scores /
+  probabilities as per-row temporaries, PV accumulated in registers and written straight
+  through the output transpose;
   ``fused_elementwise`` = the generic schedule (everything inlined into one loop nest).
 
 A schedule that fails (an unusual shape of TIR) falls back to the generic one, then to the
@@ -35,15 +43,20 @@ log = logging.getLogger(__name__)
 _DATA_PAR = 0
 
 
-def schedule_module(mod: tvm.IRModule, lanes: int = 16) -> tuple[tvm.IRModule, dict[str, str]]:
-    """Schedule every PrimFunc of ``mod``; returns the module and name -> schedule used."""
+def schedule_module(mod: tvm.IRModule, lanes: int = 16, tuned=None
+                    ) -> tuple[tvm.IRModule, dict[str, str]]:
+    """Schedule every PrimFunc of ``mod``; returns the module and name -> schedule used.
+
+    ``tuned(func) -> (func, how) | None`` (backends/x86/tune.py) may supply a tuned schedule
+    that measured faster than the default; None keeps the default.
+    """
     used: dict[str, str] = {}
     for gv, func in list(mod.functions.items()):
         if not isinstance(func, tirx.PrimFunc):
             continue
         kind = str(func.attrs["llmc_kind"]) if func.attrs and "llmc_kind" in func.attrs \
             else "injective"
-        new, how = schedule_func(func, kind, lanes)
+        new, how = (tuned(func) if tuned else None) or schedule_func(func, kind, lanes)
         mod[gv] = new
         used[gv.name_hint] = how
     return mod, used
@@ -55,7 +68,9 @@ def schedule_func(func: tirx.PrimFunc, kind: str, lanes: int = 16) -> tuple[tirx
                "conv": _sched_conv, "attention": _sched_attention,
                "fused_matmul_epilogue": _sched_matmul_epilogue,
                "fused_attention": _sched_fused_attention,
-               "fused_reduction": _sched_rowwise}.get(kind)
+               "fused_reduction": _sched_rowwise,
+               "conv_nchwc": _sched_conv_nchwc, "pool_nchwc": _sched_pool_nchwc,
+               "fused_conv_epilogue": _sched_conv_epilogue}.get(kind)
     if kind.startswith("quant_"):  # quantized kernels: backends/x86/schedule_quant.py
         from .schedule_quant import schedule_quant
         special = lambda sch, lanes: schedule_quant(sch, kind, lanes)  # noqa: E731
@@ -294,6 +309,134 @@ def _sched_conv(sch: s_tir.Schedule, lanes: int) -> None:
             _try(_parallel_vectorize, sch, b, lanes)
 
 
+# ----------------------------------------------------------------------------- conv + epilogue
+CONV_REG_W = 16  # output columns per register tile of the blocked conv (x 16 channels)
+
+
+def _conv_nchwc_tile(sch: s_tir.Schedule, conv, max_reg: int = CONV_REG_W):
+    """Register tile of conv_nchwc: ``oci`` channel blocks x ``reg`` output columns x 16.
+
+    Loops n, oc, oh, ow, ob, ic, kh, kw, ib become (n*oc_outer*oh parallel), ow_outer, ic,
+    kh, kw, ib, oc_inner, ow_inner (both unrolled), ob (vectorized): each step loads ``oci``
+    16-wide weight vectors and FMAs them with ``reg`` broadcast inputs into ``oci * reg``
+    accumulators that stay in registers. ``reg`` is the largest divisor of the output width
+    up to 16; narrow outputs (late layers: 7, 4 columns) take 2 or 4 channel blocks at once
+    so that enough independent FMAs are in flight.
+    """
+    n, oc, oh, ow, ob, ic, kh, kw, ib = sch.get_loops(conv)
+    owe, oce = _loop_extent(sch, ow), _loop_extent(sch, oc)
+    reg = max(d for d in range(1, max_reg + 1) if owe % d == 0) if owe else 8
+    oci = 1
+    if reg < 8 and oce:
+        oci = next((k for k in (4, 2) if oce % k == 0 and k * reg <= max_reg), 1)
+    owo, owi = sch.split(ow, [None, reg])
+    oco, oc_i = sch.split(oc, [None, oci])
+    sch.reorder(n, oco, oh, owo, ic, kh, kw, ib, oc_i, owi, ob)
+    row = sch.fuse(n, oco, oh)
+    sch.parallel(row)
+    sch.unroll(oc_i)
+    sch.unroll(owi)
+    sch.vectorize(ob)
+    return owo, ic
+
+
+def _tile_tail(sch: s_tir.Schedule, block, at) -> None:
+    """Under the tile loop ``at``: vectorize the channel block, unroll the short loops."""
+    loops = sch.get_loops(block)
+    at_stmt = sch.get(at)
+    pos = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(at_stmt))
+    tail = loops[pos + 1:]
+    sch.vectorize(tail[-1])
+    for lp in tail[:-1]:
+        if _loop_extent(sch, lp) not in (None, 1):
+            sch.unroll(lp)
+
+
+def _sched_conv_nchwc(sch: s_tir.Schedule, lanes: int) -> None:
+    """Blocked conv (layout pass) with its epilogue applied to the register tile.
+
+    The stages between the conv and the output (bias, activation, residual add, scale) are
+    inlined into the output block, which is computed per tile: the accumulators never go to
+    memory before the epilogue. The zero padding is a separate vectorized copy.
+    """
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    conv = sch.get_sblock("conv_nchwc")
+    outs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(outs) != 1:
+        raise ValueError("blocked conv needs one output")
+    out_name = sch.get(outs[0]).name_hint
+    for b in _blocks(sch):
+        name = sch.get(b).name_hint
+        if name in ("conv_nchwc", "data_pad", out_name):
+            continue
+        if _is_reduction(sch, b):
+            raise ValueError("a second reduction in a conv epilogue")
+        sch.compute_inline(b)
+    owo, ic = _conv_nchwc_tile(sch, conv)
+    if out_name == "conv_nchwc":
+        acc = sch.cache_write(conv, 0, "local")
+        sch.reverse_compute_at(acc, owo)
+        _tile_tail(sch, acc, owo)
+    else:
+        out = sch.get_sblock(out_name)
+        sch.reverse_compute_at(out, owo)
+        sch.set_scope(conv, 0, "local")
+        _tile_tail(sch, out, owo)
+    init = sch.decompose_reduction(conv, ic)
+    _tile_tail(sch, init, owo)
+    if "data_pad" in names:  # rows in parallel, the channel block vectorized
+        # (measured: a separate pass beats padding per conv row computed at the row loop,
+        # 7.5 vs 8.1 ms for the w64 CNN at batch 8 on one thread)
+        n, c, h, w, i = sch.get_loops(sch.get_sblock("data_pad"))
+        sch.parallel(sch.fuse(n, c, h))
+        sch.vectorize(i)
+
+
+def _sched_pool_nchwc(sch: s_tir.Schedule, lanes: int) -> None:
+    """Blocked pool: parallel over (n, c_outer, oh), window loops outside the vectorized
+    channel block; the average's division is computed per output column right after."""
+    pool = sch.get_sblock("pool")
+    n, c, h, w, i, r0, r1 = sch.get_loops(pool)
+    sch.reorder(n, c, h, w, r0, r1, i)
+    row = sch.fuse(n, c, h)
+    sch.parallel(row)
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    for name in ("avg", "T_cast_out"):
+        if name in names:
+            blk = sch.get_sblock(name)
+            sch.reverse_compute_at(blk, row)
+            sch.vectorize(sch.get_loops(blk)[-1])
+    sch.vectorize(i)
+    init = sch.decompose_reduction(pool, r0)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _sched_conv_epilogue(sch: s_tir.Schedule, lanes: int) -> None:
+    """A fused conv group: blocked conv as above; a plain NCHW conv keeps the ``conv``
+    recipe and computes its epilogue per (n, c_out) plane right after the plane's sums."""
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    if "conv_nchwc" in names:
+        _sched_conv_nchwc(sch, lanes)
+        return
+    _inline_cheap(sch)
+    convs = [b for b in _blocks(sch) if _is_reduction(sch, b)]
+    outs = sch.get_output_blocks(sch.get_sblock("root"))
+    if len(convs) != 1 or len(outs) != 1:
+        raise ValueError("conv epilogue needs one conv and one output")
+    conv, out = convs[0], outs[0]
+    loops = sch.get_loops(conv)
+    ns = _n_spatial(sch, conv)
+    if ns < 3:
+        raise ValueError("conv without spatial dims")
+    sp, red = loops[2:ns], loops[ns:]
+    plane = sch.fuse(loops[0], loops[1])
+    sch.parallel(plane)
+    sch.reorder(*sp[:-1], *red, sp[-1])
+    sch.decompose_reduction(conv, red[0])
+    sch.reverse_compute_at(out, plane)
+    _try(_vector_inner, sch, out, lanes)
+
+
 # ----------------------------------------------------------------------------- fused groups
 def _sched_matmul_epilogue(sch: s_tir.Schedule, lanes: int, mtile: int = 8,
                            kunroll: int = 4) -> None:
@@ -360,6 +503,28 @@ def _sched_rowwise(sch: s_tir.Schedule, lanes: int) -> None:
         _try(_vector_inner, sch, b, lanes)
 
 
+_ATTN_QBLOCK = 64  # query rows per parallel attention task (they share one k^T copy)
+
+
+def _moves_last_axis(sch: s_tir.Schedule, block) -> bool:
+    """A copy whose innermost output axis is not the innermost axis it reads (a transpose
+    such as k [.., Lk, E] -> k^T [.., E, Lk])."""
+    b = sch.get(block)
+    if _is_reduction(sch, block) or len(b.iter_vars) < 2 or len(b.reads) != 1:
+        return False
+    region = b.reads[0].region
+    last = b.iter_vars[-1].var
+    return len(region) >= 2 and not region[-1].min.same_as(last)
+
+
+def _kt_at(sch: s_tir.Schedule, kt, loop) -> None:
+    """Build k^T under ``loop`` reading k row by row (contiguous reads, writes into the
+    small per-block tile)."""
+    sch.compute_at(kt, loop, preserve_unit_loops=True)
+    e, key = sch.get_loops(kt)[-2:]
+    _try(sch.reorder, key, e)
+
+
 def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
     """QK^T, scale, mask, softmax and PV in one kernel, parallel over (batch, head, query row):
     each row's scores live in a per-row temporary ([Lk]), never the full [Lq, Lk] matrix."""
@@ -373,17 +538,32 @@ def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
         if len(prods) != 1:
             raise ValueError("attention output is not fed by the PV reduction")
         pv = prods[0]
-    # the cheap score stages (scale, mask) are recomputed where read instead of stored
+    # the cheap score stages (scale, mask) are recomputed where read instead of stored; a
+    # transpose that moves k's last axis (k^T) stays a stage, copied once per query block
+    kt = None
     for b in _blocks(sch):
         name = sch.get(b).name_hint
-        if name not in (sch.get(pv).name_hint, sch.get(epi).name_hint if epi else "") and \
-                not _is_reduction(sch, b) and not name.startswith(("sexp", "sdiv")):
-            _try(sch.compute_inline, b)
+        if name in (sch.get(pv).name_hint, sch.get(epi).name_hint if epi else "") or \
+                _is_reduction(sch, b) or name.startswith(("sexp", "sdiv")):
+            continue
+        if kt is None and _moves_last_axis(sch, b):
+            kt = b
+            continue
+        _try(sch.compute_inline, b)
     loops = sch.get_loops(pv)
     ns = _n_spatial(sch, pv)
     rows, c, j = loops[:ns - 1], loops[ns - 1], loops[ns]
-    row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-    sch.parallel(row)
+    block_loop = None
+    if kt is not None and len(rows) >= 2:
+        # parallel over (batch*head, block of query rows): k^T of that head is built once per
+        # block (in cache) and shared by the block's rows
+        lead = sch.fuse(*rows[:-1]) if len(rows) > 2 else rows[0]
+        qo, row = sch.split(rows[-1], [None, _ATTN_QBLOCK])
+        block_loop = sch.fuse(lead, qo)
+        sch.parallel(block_loop)
+    else:
+        row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
+        sch.parallel(row)
     cext = _loop_extent(sch, c)
     if cext is not None and cext % lanes == 0:
         co, ci = sch.split(c, [None, lanes])
@@ -404,7 +584,10 @@ def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
     if epi is not None:
         sch.reverse_compute_at(epi, row)
         skip = skip + (epi,)
-    _producers_at(sch, pv, row, skip)
+    _producers_at(sch, pv, row, skip + ((kt,) if kt is not None else ()))
+    if kt is not None:
+        _kt_at(sch, kt, block_loop if block_loop is not None else row)
+        skip = skip + (kt,)
     done = {sch.get(pv).name_hint, *(sch.get(b).name_hint for b in skip)}
     sch.decompose_reduction(pv, j)
     for b in _blocks(sch):

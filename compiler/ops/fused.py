@@ -17,7 +17,7 @@ from ..errors import ShapeError
 from ..ir import Graph, TensorType
 from . import register_op
 
-KINDS = ("elementwise", "matmul_epilogue", "reduction", "attention")
+KINDS = ("elementwise", "matmul_epilogue", "reduction", "attention", "conv_epilogue")
 
 
 def _body(attrs: Mapping[str, Any]) -> Graph:

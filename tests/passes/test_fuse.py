@@ -91,6 +91,22 @@ def test_attention_group():
     assert kinds(out) == [("attention", ["matmul", "mul", "add", "softmax", "matmul"])]
 
 
+def test_attention_group_reads_k_through_its_transpose():
+    # k [b, h, s, e] -> k^T [b, h, e, s] moves the last axis: still taken into the group
+    g = Graph("attn_kt")
+    b, s = D.sym("batch"), D.sym("seq")
+    q = g.add_input("q", "float32", [b, 2, s, 8])
+    k = g.add_input("k", "float32", [b, 2, s, 8])
+    v = g.add_input("v", "float32", [b, 2, s, 8])
+    (kt,) = g.add_node("transpose", [k], {"perm": [0, 1, 3, 2]})
+    (sc,) = g.add_node("matmul", [q, kt])
+    (p,) = g.add_node("softmax", [sc], {"axis": 3})
+    (o,) = g.add_node("matmul", [p, v])
+    g.set_outputs([o])
+    out = check(g, passes=["fuse"])
+    assert kinds(out) == [("attention", ["transpose", "matmul", "softmax", "matmul"])]
+
+
 def test_attention_near_misses():
     # softmax over another axis: no attention group (row-wise kernels need the last axis)
     out = check(_attention(axis=2), passes=["fuse"])
@@ -205,3 +221,53 @@ def test_dot_drawing(tmp_path):
     else:
         with pytest.raises(LlmcError, match="graphviz"):
             write_graph(out, tmp_path / "g.svg")
+
+
+# ----------------------------------------------------------------------------- conv epilogues
+def _conv_net(op: str = "conv", extra_use: bool = False) -> Graph:
+    """conv (+bias input) -> bias add -> relu -> residual add -> scale -> clip, plain or blocked."""
+    g = Graph("convnet")
+    if op == "conv":
+        x = g.add_input("x", "float32", [D.sym("batch"), 16, 6, 6])
+        r = g.add_input("r", "float32", [D.sym("batch"), 16, 6, 6])
+        wt, bshape, sshape = w(16, 16, 3, 3), (1, 16, 1, 1), (16, 1, 1)
+    else:  # the blocked form the layout pass makes (NCHW8c)
+        x = g.add_input("x", "float32", [D.sym("batch"), 2, 6, 6, 8])
+        r = g.add_input("r", "float32", [D.sym("batch"), 2, 6, 6, 8])
+        wt, bshape, sshape = w(2, 2, 3, 3, 8, 8), (1, 2, 1, 1, 8), (2, 1, 1, 8)
+    (c,) = g.add_node(op, [x, const(g, wt, name="w"), const(g, w(16), name="b0")],
+                      {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]})
+    (b,) = g.add_node("add", [c, const(g, w(*bshape), name="bias")])
+    (a,) = g.add_node("relu", [b])
+    (y,) = g.add_node("add", [a, r])
+    (s,) = g.add_node("mul", [y, const(g, w(*sshape), name="scale")])
+    (z,) = g.add_node("clip", [s], {"min": -1.0, "max": 1.0})
+    outs = [z]
+    if extra_use:
+        (e,) = g.add_node("sigmoid", [a])
+        outs.append(e)
+    g.set_outputs(outs)
+    return g
+
+
+@pytest.mark.parametrize("op", ["conv", "conv2d_nchwc"])
+def test_conv_epilogue_is_one_group(op):
+    out = check(_conv_net(op), passes=["fuse"], atol=1e-5)
+    assert kinds(out) == [("conv_epilogue", [op, "add", "relu", "add", "mul", "clip"])]
+    assert ops(out) == {"fused": 1}
+
+
+def test_conv_epilogue_stops_at_a_value_read_twice():
+    out = check(_conv_net(extra_use=True), passes=["fuse"], atol=1e-5)
+    assert ("conv_epilogue", ["conv", "add", "relu"]) in kinds(out)
+    assert ("elementwise", ["add", "mul", "clip"]) in kinds(out)
+
+
+def test_lone_conv_is_not_a_group():
+    g = Graph("lone")
+    x = g.add_input("x", "float32", [1, 4, 5, 5])
+    (c,) = g.add_node("conv", [x, const(g, w(4, 4, 1, 1), name="w")], {})
+    (p,) = g.add_node("max_pool", [c], {"kernel": [2, 2], "strides": [2, 2]})
+    g.set_outputs([p])
+    out = check(g, passes=["fuse"])
+    assert kinds(out) == [] and ops(out) == {"conv": 1, "max_pool": 1}
