@@ -32,6 +32,33 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def matmul_graph(w: np.ndarray, m_dim):
+    """An llmc Graph computing x[m_dim, K] @ w (w a constant: llmc pre-packs it)."""
+    from llmc.ir import Graph
+
+    g = Graph("matmul")
+    x = g.add_input("x", "float32", [m_dim, w.shape[0]])
+    g.set_outputs(g.add_node("matmul", [x, g.add_constant(w, "w")]))
+    return g
+
+
+def llmc_matmul(a: np.ndarray, w: np.ndarray, m_dim=None, tuning_db: str | None = None):
+    """(zero-argument runner of a @ w through llmc's x86 build and the Relax VM, BuildResult).
+
+    Shared with bench/roofline.py; ``tuning_db`` builds with `llmc tune` records.
+    """
+    import tvm
+
+    from llmc.backends import x86
+
+    res = x86.build(matmul_graph(w, a.shape[0] if m_dim is None else m_dim), tuning_db=tuning_db)
+    dev = tvm.cpu()
+    fn = tvm.relax.VirtualMachine(res.executable, dev)["main"]
+    targs = [tvm.runtime.tensor(a, dev)] + [tvm.runtime.tensor(res.params[p], dev)
+                                            for p in res.param_names]
+    return (lambda: fn(*targs)), res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--m", type=int, default=128)
@@ -42,11 +69,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import tvm
 
     from llmc import dims as D
     from llmc.backends import x86
-    from llmc.ir import Graph
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -56,27 +81,15 @@ def main() -> None:
     a = rng.standard_normal((M, K), dtype=np.float32)
     w = rng.standard_normal((K, N), dtype=np.float32)
 
-    def graph(m_dim) -> Graph:
-        g = Graph("matmul")
-        x = g.add_input("x", "float32", [m_dim, K])
-        g.set_outputs(g.add_node("matmul", [x, g.add_constant(w, "w")]))
-        return g
-
     runners = {}
     for label, m_dim in (("llmc static M", M), ("llmc symbolic M", D.sym("m"))):
         t0 = time.perf_counter()
-        res = x86.build(graph(m_dim))
+        run, res = llmc_matmul(a, w, m_dim)
         build_s = time.perf_counter() - t0
-        dev = tvm.cpu()
-        vm = tvm.relax.VirtualMachine(res.executable, dev)
-        fn = vm["main"]
-        targs = [tvm.runtime.tensor(a, dev)] + [tvm.runtime.tensor(res.params[p], dev)
-                                                for p in res.param_names]
-        got = fn(*targs)[0].numpy()
-        err = float(np.abs(got - a @ w).max())
+        err = float(np.abs(run()[0].numpy() - a @ w).max())
         print(f"{label}: build {build_s:.2f} s, max abs err vs numpy {err:.2e}, "
               f"schedules {res.schedules}")
-        runners[label] = (lambda fn=fn, targs=targs: fn(*targs))
+        runners[label] = run
     ta, tw = torch.from_numpy(a), torch.from_numpy(w)
     runners["torch.matmul"] = lambda: torch.matmul(ta, tw)
 

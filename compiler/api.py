@@ -89,7 +89,8 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
             disable_passes: list[str] | None = None, plan_dims: dict[str, int] | None = None,
             precision: str = "fp32", calib: Any = None, calibrator: str = "minmax",
             smoothquant: bool = False, group_size: int = 128, prune: str | None = None,
-            accuracy_budget: str | None = None, systolic_config: str | None = None) -> Artifact:
+            accuracy_budget: str | None = None, systolic_config: str | None = None,
+            tuning_db: str | None = None) -> Artifact:
     """Compile a model for a target.
 
     ``model``: an ONNX file path, an ``onnx.ModelProto``, a ``torch.nn.Module`` (with
@@ -100,6 +101,7 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
     ``opt_level`` ("O0".."O3") or an explicit ``passes`` list choose the graph passes;
     ``disable_passes`` removes some; ``plan_dims`` gives symbol values (e.g. {"seq": 128}) at
     which the memory plan is reported. ``Artifact.report`` holds what each pass did.
+    ``tuning_db`` (x86): a `llmc tune` directory whose faster kernels replace the defaults.
     """
     graph = import_model(model, example_inputs, dynamic_shapes=dynamic_shapes, input_shapes=input_shapes)
     return compile_graph(graph, CompileOptions(target=target, mcpu=mcpu, arch=arch, opt_level=opt_level,
@@ -108,4 +110,5 @@ def compile(model: Any, target: str = "x86", example_inputs: Any = None, *,
                                                calibrator=calibrator, smoothquant=smoothquant,
                                                group_size=group_size, prune=prune,
                                                accuracy_budget=accuracy_budget,
-                                               systolic_config=systolic_config))
+                                               systolic_config=systolic_config,
+                                               tuning_db=tuning_db))

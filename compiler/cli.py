@@ -61,7 +61,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        plan_dims=_parse_dims(args.plan_dims), precision=args.precision,
                        calib=args.calib, calibrator=args.calibrator, smoothquant=args.smoothquant,
                        group_size=args.group_size, prune=args.prune,
-                       accuracy_budget=args.accuracy_budget, systolic_config=args.systolic_config)
+                       accuracy_budget=args.accuracy_budget, systolic_config=args.systolic_config,
+                       tuning_db=args.tuning_db)
     if args.accuracy_report:
         if art.precision_info is None:
             raise InputError("--accuracy-report compares a lowered model with fp32: give --precision or --prune")
@@ -168,6 +169,18 @@ def _run_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """`llmc tune MODEL`: MetaSchedule records that `llmc compile --tuning-db` picks up."""
+    from llmc.backends.x86.tune import tune_model
+
+    print(f"llmc: tuning {args.model} for {args.target} (budget {args.budget}) ...", file=sys.stderr, flush=True)
+    res = tune_model(args.model, args.db, budget=args.budget, trials=args.trials, mcpu=args.mcpu,
+                     input_shapes=_parse_input_shapes(args.input_shape), opt_level=args.opt_level,
+                     max_kernels=args.kernels)
+    print(res.format())
+    return 0
+
+
 def cmd_dse(args: argparse.Namespace) -> int:
     """`llmc dse MODEL`: simulate the model on every array/SRAM design point."""
     from llmc.backends.systolic.cli import run_dse
@@ -248,7 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--stages", type=int, default=0, metavar="K",
                    help="split into K pipeline stages (one artifact each + pipeline.json in -o DIR)")
     c.add_argument("--plan-dims", metavar="SYM=N,..", help="symbol values for the reported memory plan (default 1)")
+    c.add_argument("--tuning-db", metavar="DIR", help="x86: use `llmc tune` records that beat the default schedules")
     c.set_defaults(func=cmd_compile)
+
+    t = sub.add_parser("tune", help="tune a model's heaviest kernels with MetaSchedule (x86)")
+    t.add_argument("model", help="model.onnx")
+    t.add_argument("--target", default="x86", choices=["x86"])
+    t.add_argument("--mcpu", default=None, help="x86 CPU to tune for (default: this machine's)")
+    t.add_argument("--budget", default="10m", help="wall-clock budget, e.g. 10m, 90s (default 10m)")
+    t.add_argument("--trials", type=int, default=None, help="stop after N measured trials in all")
+    t.add_argument("--kernels", type=int, default=None, metavar="N", help="tune only the N heaviest kernels")
+    t.add_argument("--db", default="llmc-tuning", metavar="DIR", help="tuning database (default ./llmc-tuning)")
+    t.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..",
+                   help="fix input dims as `llmc compile` will (kernels with symbolic dims are not tuned)")
+    t.add_argument("-O", dest="opt_level", default="O3", choices=["O0", "O1", "O2", "O3", "0", "1", "2", "3"])
+    t.set_defaults(func=cmd_tune)
 
     r = sub.add_parser("run", help="run a compiled artifact (or a pipeline.json) on inputs from .npz files")
     r.add_argument("artifact")

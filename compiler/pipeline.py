@@ -36,6 +36,7 @@ class CompileOptions:
     prune: str | None = None             # "magnitude:0.5" | "2:4"
     accuracy_budget: str | None = None   # e.g. "cosine:0.999": layers that break it stay fp32
     systolic_config: str | None = None   # systolic: tpu-like | edge | FILE.json
+    tuning_db: str | None = None         # x86: `llmc tune` directory; faster tuned kernels replace defaults
 
 
 def _optimize(graph: Graph, options: CompileOptions):
@@ -55,7 +56,10 @@ def _optimize(graph: Graph, options: CompileOptions):
         return graph, report, None
     from llmc.passes.precision import apply_precision
 
-    before = [n for n in names if n != "fuse"]
+    # layout (blocked convs) and fuse run after precision lowering: the quantizer rewrites
+    # plain matmuls and convs, and what stays float32 is then blocked / fused as usual
+    after = [n for n in names if n in ("layout", "fuse")]
+    before = [n for n in names if n not in after]
     graph, report = run_passes(graph, passes=before, **kw)
     fp32_graph = graph
     graph, info = apply_precision(graph, options.precision, options.calib,
@@ -65,8 +69,8 @@ def _optimize(graph: Graph, options: CompileOptions):
     info = dict(info)
     info["fp32_graph"] = fp32_graph
     info["calib_source"] = options.calib
-    if "fuse" in names:
-        graph, fuse_report = run_passes(graph, passes=["fuse"], **kw)
+    if after:
+        graph, fuse_report = run_passes(graph, passes=after, **kw)
         report.rows.extend(fuse_report.rows)
     return graph, report, info
 
@@ -74,7 +78,7 @@ def _optimize(graph: Graph, options: CompileOptions):
 def _backend_options(options: CompileOptions, graph: Graph) -> dict:
     """The target-specific subset of the options, as the backend's ``build`` takes them."""
     if options.target == "x86":
-        return {"mcpu": options.mcpu}
+        return {"mcpu": options.mcpu, **({"tuning_db": options.tuning_db} if options.tuning_db else {})}
     if options.target == "cuda":
         return {"arch": options.arch}
     if options.target == "systolic":
@@ -107,7 +111,10 @@ def compile_graph(graph: Graph, options: CompileOptions):
     backend = get_backend(options.target)
     t0 = time.perf_counter()
     graph.verify()
-    graph, report, precision_info = _optimize(graph, options)
+    from llmc.passes.layout import layout_options
+
+    with layout_options(options.target):  # the layout pass blocks convs for x86 only
+        graph, report, precision_info = _optimize(graph, options)
     plan = plan_memory(graph, options.plan_dims)
     result = backend.build(graph, **_backend_options(options, graph))
     build_s = time.perf_counter() - t0
