@@ -26,7 +26,7 @@ from .llm_graph import build_graph
 
 TOKENIZER = "tokenizer.json"
 KV_DTYPES = ("float32", "float16")
-WEIGHT_PRECISIONS = ("float32", "int4")
+WEIGHT_PRECISIONS = ("float32", "int8", "int4")
 
 
 @dataclass
@@ -38,8 +38,9 @@ class LLMCompileOptions:
     opt_level: str = "O3"
     max_context: int | None = None     # default: min(config max positions, 2048)
     kv_dtype: str = "float32"          # "float32" | "float16"
-    weights: str = "float32"           # "float32" | "int4" (group-wise weight-only)
+    weights: str = "float32"           # "float32" | "int8" (per-channel) | "int4" (group-wise)
     group_size: int = 128              # int4 group size (32, 64, 128; smaller if K needs it)
+    tuning_db: str | None = None       # x86: an `llmc tune` directory (the pipeline's option)
 
 
 def _entry(graph, name: str, options: LLMCompileOptions, progress: Callable[[str], None]):
@@ -91,8 +92,8 @@ def compile_llm(spec, options: LLMCompileOptions | None = None,
                         f"{', '.join(KV_DTYPES)}")
     if options.weights not in WEIGHT_PRECISIONS:
         raise LlmcError(f"weight precision {options.weights!r} is not available for LLMs; use "
-                        f"one of {', '.join(WEIGHT_PRECISIONS)} (int8 weight-only has no kernel "
-                        "yet: llmc's int8 is static W8A8, which needs calibration data)")
+                        f"one of {', '.join(WEIGHT_PRECISIONS)} (weight-only: activations "
+                        "stay float32)")
     max_ctx = options.max_context or min(spec.max_position, 2048)
     if spec.sliding_window and max_ctx > spec.sliding_window:
         raise LlmcError(f"{spec.source}: max context {max_ctx} exceeds the model's sliding "
@@ -116,6 +117,11 @@ def compile_llm(spec, options: LLMCompileOptions | None = None,
             from llmc.passes.int4 import quantize_int4
 
             graph, qinfo = quantize_int4(graph, group_size=options.group_size)
+            quant_layers = qinfo["layers"]
+        elif options.weights == "int8":
+            from llmc.passes.int8_weight_only import quantize_int8_wo
+
+            graph, qinfo = quantize_int8_wo(graph)
             quant_layers = qinfo["layers"]
         lib, entry, params, backend, result = _entry(graph, kind, options, progress)
         renamed = []

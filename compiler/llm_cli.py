@@ -50,7 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     llm = load_llm(args.artifact)
     stop = None if args.stop_ids is None else _parse_ids(args.stop_ids) if args.stop_ids else []
     kw = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-              stop_tokens=stop)
+              stop_tokens=stop, kv_cache=args.kv_cache, block_size=args.block_size)
     if args.prompt is not None:
         def show(piece: str) -> None:
             print(piece, end="", flush=True)
@@ -81,9 +81,10 @@ def add_subcommands(sub) -> None:
                    help="longest prompt + generation (default: min(model max, 2048))")
     c.add_argument("--kv-dtype", default="float32", choices=["float32", "float16"],
                    help="KV-cache precision (default float32)")
-    c.add_argument("--weights", default="float32", choices=["float32", "int4"],
-                   help="linear-layer weight precision: float32 (default) or int4 (group-wise "
-                        "weight-only, asymmetric)")
+    c.add_argument("--weights", default="float32", choices=["float32", "int8", "int4"],
+                   help="linear-layer weight precision: float32 (default), int8 (weight-only, "
+                        "symmetric per output channel) or int4 (group-wise weight-only, "
+                        "asymmetric)")
     c.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128],
                    help="int4 group size along K (default 128)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -100,6 +101,9 @@ def add_subcommands(sub) -> None:
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop-ids", default=None,
                    help="comma-separated stop token ids (default: the model's eos; '' = none)")
+    g.add_argument("--kv-cache", default="contiguous", choices=["contiguous", "paged"],
+                   help="KV cache: one max-context buffer per row (default) or paged blocks")
+    g.add_argument("--block-size", type=int, default=16, help="tokens per paged-cache block")
     g.add_argument("--timings", action="store_true", help="print prefill latency and decode speed")
     g.set_defaults(func=cmd_generate)
 

@@ -145,8 +145,11 @@ def _attention_matmul(b: _B, q: str, k: str, v: str, mask: str, batch, H: int, K
 
 
 def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
-                max_position: int | None = None) -> Graph:
+                max_position: int | None = None, all_logits: bool = False) -> Graph:
     """The ``prefill`` or ``decode`` graph of ``spec`` (see the module docstring).
+
+    ``all_logits``: prefill returns logits [batch, seq, vocab] for every position (perplexity
+    evaluation, llmc.accuracy) instead of the last position's [batch, vocab].
 
     ``max_position`` bounds the position tables (RoPE cos/sin, GPT-2's wpe): the max context.
     """
@@ -219,7 +222,7 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
             gate = b.op("silu", [b.matmul(h, W[f"l{i}.gate"])])
             up = b.matmul(h, W[f"l{i}.up"])
             x = b.op("add", [x, b.matmul(b.op("mul", [gate, up]), W[f"l{i}.down"])])
-        last = b.slice(x, 1, s - 1, s) if kind == "prefill" else x
+        last = b.slice(x, 1, s - 1, s) if kind == "prefill" and not all_logits else x
         h = b.op("rms_norm", [last, W["norm"]], axis=2, epsilon=spec.norm_eps)
     else:
         x = b.op("add", [b.op("gather", [W["wte"], ids], axis=0),
@@ -238,9 +241,10 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
             m = b.op("gelu", [b.matmul(h, W[f"l{i}.mlp.c_fc"], W[f"l{i}.mlp.c_fc_b"])],
                      approximate=approx)
             x = b.op("add", [x, b.matmul(m, W[f"l{i}.mlp.c_proj"], W[f"l{i}.mlp.c_proj_b"])])
-        last = b.slice(x, 1, s - 1, s) if kind == "prefill" else x
+        last = b.slice(x, 1, s - 1, s) if kind == "prefill" and not all_logits else x
         h = b.op("layer_norm", [last, W["ln_f"], W["ln_f_b"]], axis=2, epsilon=spec.norm_eps)
-    logits = b.reshape(b.matmul(h, W["lm_head"]), [batch, spec.vocab_size])
+    logits = b.reshape(b.matmul(h, W["lm_head"]),
+                       [batch, s, spec.vocab_size] if all_logits else [batch, spec.vocab_size])
     named = [g.add_node("identity", [logits], {}, outputs=["logits"])[0]]
     for i in range(L):
         named.append(g.add_node("identity", [outs_kv[2 * i]], {}, outputs=[f"k_{i}"])[0])

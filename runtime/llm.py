@@ -8,7 +8,8 @@ allocated once per ``generate`` call. Prefill returns the prompt's K/V rows, eac
 row per layer; the runtime writes them into the buffers and passes the filled prefix
 ``[:, :, :past]`` to the next step. A batch of prompts is left-padded: the additive mask hides the
 padding and positions count real tokens only (as transformers does), so every row's tokens are
-those it would get alone.
+those it would get alone. ``generate(..., kv_cache="paged")`` keeps the cache in blocks instead
+(:mod:`llmc.runtime.kv_cache`: a block table per row, blocks allocated as rows fill them).
 """
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ class LLM:
                  *, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
                  seed: int | None = None, stop_tokens: Iterable[int] | None = None,
                  stream: Callable[[list[int]], object] | None = None,
-                 pad_token_id: int | None = None) -> list[int] | list[list[int]]:
+                 pad_token_id: int | None = None, kv_cache: str = "contiguous",
+                 block_size: int = 16) -> list[int] | list[list[int]]:
         """Generate up to ``max_new_tokens`` tokens after each prompt.
 
         ``temperature == 0`` is greedy (argmax); otherwise softmax sampling at that temperature,
@@ -144,7 +146,9 @@ class LLM:
         stop), which is included in its output. ``stream`` is called after every step with the
         new token of each row (a row that has stopped gets the pad id, default the first eos).
         One prompt (a list of ints) returns a list of ints; a list of prompts returns a list of
-        lists (rows are left-padded internally).
+        lists (rows are left-padded internally). ``kv_cache="paged"`` keeps the cache in blocks
+        of ``block_size`` tokens allocated as rows fill them (no blocks for left padding)
+        instead of one ``max_context`` buffer per row; the tokens are the same.
         """
         single = len(prompt_ids) > 0 and isinstance(prompt_ids[0], (int, np.integer))
         prompts = [list(map(int, prompt_ids))] if single else [list(map(int, p)) for p in prompt_ids]
@@ -162,6 +166,10 @@ class LLM:
             raise InputError(f"prompt ({P} tokens) + {max_new_tokens} new tokens exceed the "
                              f"compiled max context {self.max_context}; recompile with a larger "
                              "--max-context or shorten the prompt")
+        if kv_cache not in ("contiguous", "paged"):
+            raise InputError(f"kv_cache must be 'contiguous' or 'paged', got {kv_cache!r}")
+        if int(block_size) < 1:
+            raise InputError(f"block_size must be >= 1, got {block_size}")
         stops = set(self.eos_token_ids if stop_tokens is None else map(int, stop_tokens))
         pad = int(pad_token_id if pad_token_id is not None else
                   (self.eos_token_ids[0] if self.eos_token_ids else 0))
@@ -181,10 +189,13 @@ class LLM:
         t0 = time.perf_counter()
         logits, rows = self.prefill(ids, positions, mask)
         t_prefill = time.perf_counter() - t0
-        cache = [np.zeros((B, self.kv_heads, self.max_context, self.head_dim), self.kv_dtype)
-                 for _ in range(2 * self.num_layers)]
-        for buf, row in zip(cache, rows):
-            buf[:, :, :P] = row
+        from .kv_cache import ContiguousKVCache, PagedKVCache
+
+        shape = (2 * self.num_layers, B, self.kv_heads, self.head_dim, self.max_context,
+                 self.kv_dtype)
+        cache = (PagedKVCache(*shape, block_size=int(block_size)) if kv_cache == "paged"
+                 else ContiguousKVCache(*shape))
+        cache.write_prompt(rows, np.array([P - len(p) for p in prompts]))
         past = P
         next_pos = positions[:, -1] + 1
         out: list[list[int]] = [[] for _ in range(B)]
@@ -206,15 +217,15 @@ class LLM:
             valid[:, past] = True
             dmask = np.where(valid[:, None, None, :past], np.float32(0), MASK_MIN).astype(np.float32)
             logits, rows = self.decode(tok.astype(np.int64)[:, None], next_pos[:, None], dmask,
-                                       [buf[:, :, :past] for buf in cache])
-            for buf, row in zip(cache, rows):
-                buf[:, :, past:past + 1] = row
+                                       cache.past(past))
+            cache.append(rows, past)
             past += 1
             next_pos = next_pos + 1
             steps += 1
         t_decode = time.perf_counter() - t1
         self.last_timings = {"prefill_s": t_prefill, "decode_s": t_decode, "decode_steps": steps,
-                             "prompt_tokens": P, "batch": B}
+                             "prompt_tokens": P, "batch": B, "kv_cache_bytes": cache.nbytes}
+        self.last_cache = cache
         return out[0] if single else out
 
     @staticmethod

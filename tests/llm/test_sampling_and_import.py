@@ -93,8 +93,8 @@ def test_compile_refuses_bad_options():
         compile_llm(spec, LLMCompileOptions(max_context=32))
     with pytest.raises(LlmcError, match="KV-cache dtype"):
         compile_llm(spec, LLMCompileOptions(max_context=16, kv_dtype="int8"))
-    with pytest.raises(LlmcError, match="int8 weight-only"):
-        compile_llm(spec, LLMCompileOptions(max_context=16, weights="int8"))
+    with pytest.raises(LlmcError, match="weight precision 'int2'.*float32, int8, int4"):
+        compile_llm(spec, LLMCompileOptions(max_context=16, weights="int2"))
     gpt2 = from_transformers(tiny_gpt2())
     with pytest.raises(LlmcError, match="learned"):
         compile_llm(gpt2, LLMCompileOptions(max_context=1024))
