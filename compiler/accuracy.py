@@ -160,11 +160,74 @@ def accuracy_report(fp32: Graph, lowered: Graph, batches: Sequence[Mapping[str, 
     metrics = compare_runs(ref, got, classifier)
     if labels is not None:
         name = fp32.outputs[0]
-        metrics[name]["perplexity_fp32"] = float(np.mean(
-            [perplexity(r[name], lab) for r, lab in zip(ref, labels)]))
-        metrics[name]["perplexity"] = float(np.mean(
-            [perplexity(g[name], lab) for g, lab in zip(got, labels)]))
+        # pooled over every token of every batch: exp(mean NLL), not a mean of perplexities
+        metrics[name]["perplexity_fp32"] = text_perplexity(lambda b: b, ref, labels, name)
+        metrics[name]["perplexity"] = text_perplexity(lambda b: b, got, labels, name)
     info = dict(info or {})
     return AccuracyReport(precision, len(batches), metrics, fp32.constant_bytes(),
                           lowered.constant_bytes(), list(info.get("layers", [])),
                           info.get("budget"), list(info.get("notes", [])))
+
+
+# ----------------------------------------------------------------------------- perplexity
+SHIPPED_TEXT = "pride_and_prejudice_ch1.txt"
+
+
+def shipped_text(name: str = SHIPPED_TEXT) -> str:
+    """A public-domain text the project ships (examples/data/) for perplexity figures."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples",
+                        "data", name)
+    if not os.path.exists(path):
+        raise InputError(f"shipped text {name!r} not found at {os.path.normpath(path)}: it is in "
+                         "the source tree's examples/data/ (not installed by a wheel)")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def byte_tokens(text: str, vocab_size: int = 256) -> np.ndarray:
+    """Token ids of a byte-level vocabulary: the UTF-8 bytes, modulo ``vocab_size``.
+
+    Why: the tiny random test decoders have 128-256 ids and no tokenizer; ASCII text fits a
+    128-id vocabulary exactly. Real models pass their own tokenizer's ids instead.
+    """
+    return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int64) % vocab_size
+
+
+def lm_windows(tokens: Sequence[int] | np.ndarray, window: int, max_windows: int | None = None
+               ) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """Feeds and next-token labels of an llmc LLM prefill graph over ``tokens``.
+
+    Non-overlapping windows of ``window`` inputs; the labels are the same tokens shifted by
+    one (each window reads ``window + 1`` tokens). The feeds are what
+    :func:`llmc.llm_graph.build_graph` (``prefill``) takes: ``input_ids``, ``positions`` and a
+    causal additive ``mask``. Use with :func:`accuracy_report` (``labels=``) or
+    :func:`text_perplexity`.
+    """
+    from .llm_graph import MASK_MIN
+    t = np.asarray(tokens, np.int64).ravel()
+    if window < 1 or t.size < window + 1:
+        raise InputError(f"perplexity needs at least window + 1 = {window + 1} tokens, got "
+                         f"{t.size}")
+    count = (t.size - 1) // window
+    if max_windows is not None:
+        count = min(count, max_windows)
+    mask = np.triu(np.full((window, window), MASK_MIN, np.float32), 1)[None, None]
+    feeds, labels = [], []
+    for i in range(count):
+        seg = t[i * window: i * window + window + 1]
+        feeds.append({"input_ids": seg[None, :-1], "positions": np.arange(window)[None],
+                      "mask": mask})
+        labels.append(seg[None, 1:])
+    return feeds, labels
+
+
+def text_perplexity(run: Callable[[Mapping[str, np.ndarray]], Outputs], feeds, labels,
+                    output: str = "logits") -> float:
+    """exp(mean next-token NLL) over all windows (every token weighs the same)."""
+    nll, count = 0.0, 0
+    for f, lab in zip(feeds, labels):
+        logits = np.asarray(run(f)[output], np.float64)
+        n = lab.size
+        nll += np.log(perplexity(logits, lab)) * n
+        count += n
+    return float(np.exp(nll / max(count, 1)))

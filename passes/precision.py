@@ -75,7 +75,8 @@ def _lower(graph: Graph, precision: str, batches, calibrator: str, smoothquant: 
         sites, layers = plan_cache["int8"]
         g = graph.copy()
         # the plan's sites refer to graph's nodes; re-find them in the copy by name
-        by_name = {s.name: s for s in find_linear_sites(g)}
+        from .quantize import find_int8_sites
+        by_name = {s.name: s for s in find_int8_sites(g)}
         return apply_int8_plan(g, [by_name[s.name] for s in sites], layers, skip)
     raise InputError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
 
@@ -94,7 +95,7 @@ def _sensitivity(graph: Graph, precision: str, info: dict, plan_cache: dict) -> 
             gs = next((c for c in (128, 64, 32) if site.k % c == 0), None)
             if gs is None:
                 continue
-            wq = dequant_int4(*quantize_weight_int4(w, gs), gs)
+            wq = dequant_int4(*quantize_weight_int4(w, gs), gs, site.n)
         else:
             wq = w.astype(to_numpy(HALF[precision])).astype(np.float32)
         errs.append((float(np.linalg.norm(wq - w) / max(np.linalg.norm(w), 1e-30)), site.name))

@@ -16,7 +16,9 @@ s_k = max|X_k|^a / max|W_k|^(1-a); X/s and s*W have the same product. The 1/s fa
 norm to fold into and works for every linear layer.
 
 A linear layer ("site") is ``matmul(x, W)`` with W a 2-D float32 constant [K, N], optionally
-followed by ``add(·, b)`` with a constant b [N] that becomes the kernel's bias.
+followed by ``add(·, b)`` with a constant b [N] that becomes the kernel's bias. A 2-D ``conv``
+of group 1 with constant weights becomes ``qconv2d_int8`` (compiler/ops/quant_conv.py): the
+same VNNI GEMM over patch rows, per-output-channel weights, no SmoothQuant.
 """
 from __future__ import annotations
 
@@ -71,6 +73,42 @@ def find_linear_sites(graph: Graph) -> list[LinearSite]:
                 add, bias = u, other
         sites.append(LinearSite(node.name or f"matmul_{i}", x, w, bias, node, add, k, n))
     return sites
+
+
+@dataclass
+class ConvSite:
+    """One quantizable 2-D convolution (group 1, constant float32 weight [Cout, Cin, kh, kw])."""
+
+    name: str
+    x: str
+    w: str
+    bias: str | None     # float32 constant [Cout] (the conv's own third input)
+    node: Node
+    k: int               # Cin * kh * kw
+    n: int               # Cout
+
+
+def find_conv_sites(graph: Graph) -> list[ConvSite]:
+    """Every plain 2-D float32 conv of group 1 with constant weights (and constant bias)."""
+    sites = []
+    for i, node in enumerate(graph.nodes):
+        if node.op != "conv" or node.inputs[1] not in graph.constants or \
+                int(node.attrs.get("group", 1)) != 1:
+            continue
+        x, w = node.inputs[:2]
+        bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+        wt, xt = graph.types[w], graph.types[x]
+        if wt.rank != 4 or xt.rank != 4 or wt.dtype != "float32" or xt.dtype != "float32" or \
+                (bias is not None and bias not in graph.constants):
+            continue
+        co, ci, kh, kw = (int(d) for d in wt.shape)
+        sites.append(ConvSite(node.name or f"conv_{i}", x, w, bias, node, ci * kh * kw, co))
+    return sites
+
+
+def find_int8_sites(graph: Graph) -> list:
+    """Linear layers, then convolutions: everything the int8 mode rewrites."""
+    return find_linear_sites(graph) + find_conv_sites(graph)
 
 
 def replace_site(graph: Graph, site: LinearSite, op: str, inputs: Sequence[str], attrs: dict
@@ -214,16 +252,54 @@ def apply_int8_layer(graph: Graph, site: LinearSite, layer: Int8Layer) -> None:
                  ins, {"n": site.n, "k": site.k, "x_scale": layer.x_scale})
 
 
+def plan_int8_conv(site: ConvSite, w: np.ndarray, x_rows: np.ndarray, calibrator: str
+                   ) -> Int8Layer:
+    """Per-channel weights of a conv ([Cout, kh*kw*Cin]) and its per-tensor input scale.
+
+    The local error is sqrt(ex^2 + ew^2) of the relative L2 errors of the quantized input
+    samples and weights (a conv's output needs whole patches, which the samples are not).
+    """
+    amax = activation_amax(x_rows, calibrator)
+    x_scale = max(amax, 1e-8) / QMAX8
+    w2 = w.astype(np.float32).transpose(0, 2, 3, 1).reshape(site.n, site.k)  # (kh, kw, c)
+    wq, w_scale = quantize_weight_int8(w2.T)
+    ew = np.linalg.norm(wq * w_scale[:, None] - w2) / max(np.linalg.norm(w2), 1e-30)
+    xd = quantize_activation(x_rows, x_scale).astype(np.float32) * np.float32(x_scale)
+    ex = np.linalg.norm(xd - x_rows) / max(np.linalg.norm(x_rows), 1e-30)
+    return Int8Layer(site.name, float(x_scale), None, wq, w_scale, float(np.hypot(ex, ew)))
+
+
+def apply_int8_conv(graph: Graph, site: ConvSite, layer: Int8Layer) -> None:
+    """Rewrite ``site`` into a ``qconv2d_int8`` node with ``layer``'s tensors."""
+    from llmc.ops.quant_conv import conv_geometry
+    base = site.name or "qconv"
+    ins = [site.x, graph.add_constant(pack_int8(layer.wq), f"{base}.w_int8"),
+           graph.add_constant(layer.w_scale, f"{base}.w_scale"),
+           graph.add_constant(layer.wq.astype(np.int32).sum(axis=1).astype(np.int32),
+                              f"{base}.w_colsum")]
+    if site.bias:
+        ins.append(site.bias)
+    kernel = [int(d) for d in graph.types[site.w].shape[2:]]
+    attrs = {"n": site.n, "k": site.k, "kernel": kernel, "x_scale": layer.x_scale,
+             **{a: list(site.node.attrs[a]) for a in ("strides", "pads", "dilations")
+                if site.node.attrs.get(a) is not None}}
+    conv_geometry(attrs)  # validates what we copied
+    new = Node("qconv2d_int8", ins, list(site.node.outputs), attrs, site.name)
+    graph.nodes[graph.nodes.index(site.node)] = new
+
+
 def plan_int8(graph: Graph, batches: Sequence[Batch], calibrator: str = "minmax",
               smoothquant: bool = False, alpha: float = 0.5,
               stats: ActivationStats | None = None) -> tuple[list[LinearSite], list[Int8Layer]]:
     """Calibrate on ``batches`` and plan every linear site (the graph is not changed)."""
     if calibrator not in CALIBRATORS:
         raise InputError(f"unknown calibrator {calibrator!r}; choose one of {CALIBRATORS}")
-    sites = find_linear_sites(graph)
+    sites = find_int8_sites(graph)
     if stats is None:
         stats, _ = collect(graph, batches, {s.x for s in sites})
-    layers = [plan_int8_layer(s, graph.constants[s.w], stats.samples(s.x), stats.chan_max[s.x],
+    layers = [plan_int8_conv(s, graph.constants[s.w], stats.samples(s.x), calibrator)
+              if isinstance(s, ConvSite) else
+              plan_int8_layer(s, graph.constants[s.w], stats.samples(s.x), stats.chan_max[s.x],
                               calibrator, smoothquant, alpha) for s in sites]
     return sites, layers
 
@@ -231,7 +307,7 @@ def plan_int8(graph: Graph, batches: Sequence[Batch], calibrator: str = "minmax"
 def quantize_int8(graph: Graph, batches: Sequence[Batch], calibrator: str = "minmax",
                   smoothquant: bool = False, alpha: float = 0.5,
                   skip: Iterable[str] = ()) -> tuple[Graph, dict]:
-    """W8A8 static quantization of every linear layer not named in ``skip``.
+    """W8A8 static quantization of every linear layer and conv not named in ``skip``.
 
     Returns the rewritten copy of ``graph`` and an info dict (per-layer scales and local
     errors) for the accuracy report.
@@ -249,7 +325,7 @@ def apply_int8_plan(g: Graph, sites: Sequence[LinearSite], layers: Sequence[Int8
     for site, layer in zip(sites, layers):
         quantized = site.name not in skip
         if quantized:
-            apply_int8_layer(g, site, layer)
+            (apply_int8_conv if isinstance(site, ConvSite) else apply_int8_layer)(g, site, layer)
         info["layers"].append({"name": site.name, "k": site.k, "n": site.n,
                                "precision": "int8" if quantized else "float32",
                                "x_scale": layer.x_scale, "smoothquant": layer.smooth is not None,

@@ -60,4 +60,7 @@ def all_ops() -> dict[str, OpDef]:
 
 # The op families; importing them registers their ops.
 from . import elementwise, nn, quant, reduce, shape_ops  # noqa: E402,F401
+from . import layout  # noqa: E402,F401  (blocked-channel ops; needs nn)
 from . import fused  # noqa: E402,F401  (the fused-group op; needs the families above)
+from . import quant_w8  # noqa: E402,F401  (int8 weight-only linear: qlinear_int8_wo)
+from . import quant_conv  # noqa: E402,F401  (int8 W8A8 conv: qconv2d_int8)

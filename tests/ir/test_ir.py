@@ -230,7 +230,10 @@ def test_every_op_infers_and_runs_on_a_small_case():
     }
     # Ops whose inputs are packed weights or subgraphs have their own tests:
     # fused -> tests/passes/test_fuse.py, qlinear_* -> tests/precision, systolic_* -> tests/systolic.
-    own_tests = {"fused", "qlinear_int8", "qlinear_int4", "systolic_qconv2d", "systolic_linear_bf16"}
+    own_tests = {"fused", "qlinear_int8", "qlinear_int4", "systolic_qconv2d", "systolic_linear_bf16",
+                 "qlinear_int8_wo",  # -> tests/llm/test_int8_weight_only.py
+                 "qconv2d_int8",  # -> tests/precision/test_quant_conv.py
+                 "layout_transform", "conv2d_nchwc", "pool2d_nchwc"}  # -> tests/passes/test_layout.py
     for op in sorted(set(all_ops()) - own_tests):
         inputs = special.get(op, [f, f] if op in binary else [f])
         g = Graph(op)

@@ -53,12 +53,24 @@ def test_mode_within_stated_error(minilm_graph, tmp_path, precision, kw, min_cos
 
 
 def test_int8_compiled_matches_reference(minilm_graph):
+    """The compiled int8 model agrees with its numpy reference: the first layer to float
+    rounding; the output far closer than int8 is to fp32. (Bit-exact agreement through six
+    layers is not a property of the model: a 1-ulp difference upstream, e.g. the polynomial
+    exp of the softmax, can move an activation across a rounding boundary, and one int8 code
+    flip then propagates; measured: rel. L2 3% vs int8's own 43% (minmax) on one sentence.)"""
+    from llmc.accuracy import output_metrics
     from llmc.backends import x86
     g, batch = minilm_graph
     q, _ = apply_precision(g, "int8", [batch], calibrator="minmax")
-    assert any(n.op == "qlinear_int8" for n in q.nodes)
+    first = next(n.outputs[0] for n in q.nodes if n.op == "qlinear_int8")
+    q.outputs = list(q.outputs) + [first]
     r = x86.build(q)
     assert "quant_int8" in r.schedules.values()
-    got = x86.run(r, batch, q.constants)[q.outputs[0]]
-    want = run_reference(q, batch)[q.outputs[0]]
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-3)
+    got = x86.run(r, batch, q.constants)
+    want = run_reference(q, batch)
+    np.testing.assert_allclose(got[first], want[first], rtol=1e-5, atol=1e-5)
+    out = q.outputs[0]
+    kernel = output_metrics([want[out]], [got[out]])
+    quant = output_metrics([run_reference(g, batch)[g.outputs[0]]], [want[out]])
+    assert kernel["cosine"] > 0.999, kernel
+    assert kernel["rel_l2_error"] < 0.25 * quant["rel_l2_error"], (kernel, quant)
