@@ -41,6 +41,7 @@ from llmc.ir import Graph, Node
 from llmc.ops.layout import block_of, pack_conv_weight, to_blocked
 
 from .manager import register_pass
+from .dce import dce
 
 LAYOUT_TARGETS = ("x86",)  # targets whose backend lowers and schedules the blocked ops
 
@@ -288,25 +289,8 @@ def cancel_transforms(graph: Graph) -> int:
     for n in graph.nodes:
         n.inputs = [alias.get(i, i) for i in n.inputs]
     before = sum(n.op == "layout_transform" for n in graph.nodes)
-    _drop_dead(graph)
+    dce(graph)  # the cancelled transforms and their repacked constants
     return before - count_transforms(graph)
-
-
-def _drop_dead(graph: Graph) -> None:
-    """Remove nodes and constants that no longer reach an output (this pass's leftovers)."""
-    live = set(graph.outputs)
-    kept = []
-    for n in reversed(graph.nodes):
-        if any(o in live for o in n.outputs):
-            kept.append(n)
-            live.update(i for i in n.inputs if i)
-        else:
-            for o in n.outputs:
-                graph.types.pop(o, None)
-    graph.nodes = kept[::-1]
-    for c in [c for c in graph.constants if c not in live]:
-        del graph.constants[c]
-        graph.types.pop(c, None)
 
 
 def count_transforms(graph: Graph) -> int:
