@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from llmc.errors import InputError
 
 DATAFLOWS = ("ws", "os", "is")
+DRAM_MODELS = ("scalesim", "fold")
 PRECISIONS = ("int8", "bf16")
 KIB = 1024
 
@@ -37,6 +38,7 @@ class SystolicConfig:
     ofmap_sram_kib: float = 128
     accumulator_kib: float = 64
     dram_bytes_per_cycle: float = 16.0
+    dram_model: str = "scalesim"       # scalesim (SCALE-Sim 3.0's buffers) | fold (llmc's)
     clock_mhz: float = 1000.0
     energy_mac_pj: float = 0.3         # Horowitz 2014: int8 mul 0.2 + int32 add 0.1
     energy_sram_pj_per_byte: float = 1.25   # 8 KiB SRAM, 10 pJ / 64 bit
@@ -46,6 +48,9 @@ class SystolicConfig:
         if self.dataflow not in DATAFLOWS:
             raise InputError(f"systolic config {self.name!r}: dataflow {self.dataflow!r} is not "
                              f"one of {', '.join(DATAFLOWS)}")
+        if self.dram_model not in DRAM_MODELS:
+            raise InputError(f"systolic config {self.name!r}: dram_model {self.dram_model!r} is "
+                             f"not one of {', '.join(DRAM_MODELS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"systolic config {self.name!r}: precision {self.precision!r} is "
                              f"not one of {', '.join(PRECISIONS)}")

@@ -2,7 +2,9 @@
 
 Why closed forms: a layer's folds differ only in how many array rows and columns they use, so
 every count is an arithmetic expression of (M, K, N, R, C); the model is exact with respect to
-SCALE-Sim 3.0's compute cycles and SRAM counts and costs microseconds per layer.
+SCALE-Sim 3.0's compute cycles and SRAM counts and costs microseconds per layer. The default
+DRAM model (``dram.py``) is also exact with respect to SCALE-Sim's limited-bandwidth total and
+stall cycles; it costs one numpy pass over the layer's cycles plus a step per buffer fill.
 
 Mapping (SCALE-Sim's convention; A [M, K] inputs, B [K, N] weights, Y [M, N]):
 
@@ -26,13 +28,22 @@ os: ifmap reads M*K*ceil(N/C), filter reads K*N*ceil(M/R), ofmap writes M*N + fo
 (SCALE-Sim adds the padded fold's height + width per fold, a quirk kept for equality);
 is: ifmap reads M*K, filter reads K*N*ceil(M/C), ofmap writes M*N*ceil(K/R).
 
-DRAM and stalls (llmc's model): an operand whose whole matrix fits in half its SRAM (double
-buffering) is fetched from DRAM once; otherwise every fold fetches its tile again. Partial sums
-stay in the accumulator when one fold's output tile (T x C or R x C values of 4 bytes) fits in
-half of it, and go to DRAM once; otherwise every row fold writes them out and reads them back.
-Fold f's fetches overlap fold f-1's compute; a step takes max(compute, bytes / bandwidth), and
-the difference is a DRAM stall. The first fetch and the last write-back are the prologue and
-epilogue (SCALE-Sim's "Total Cycles" excludes them, its "incl. prefetch" figure does not).
+DRAM and stalls, two models (``cfg.dram_model``):
+
+* ``scalesim`` (default): SCALE-Sim 3.0's double-buffered scratchpads in its USER-bandwidth
+  mode, replayed at the rows where a buffer fills or drains (``dram.py`` has the rules). Each
+  of ifmap / filter / ofmap has its own port of ``dram_bytes_per_cycle / elem_bytes`` words per
+  cycle and its own SRAM, outputs are written as words of the operand width, every partial sum
+  of a K-folded layer goes to DRAM (no accumulator). compute + stall cycles equal SCALE-Sim's
+  "Total Cycles"; prologue (first fill) + that + epilogue (final drain) its "Total Cycles
+  (incl. prefetch)".
+* ``fold`` (llmc's earlier model): an operand whose whole matrix fits in half its SRAM (double
+  buffering) is fetched from DRAM once; otherwise every fold fetches its tile again. Partial
+  sums stay in the accumulator when one fold's output tile (T x C or R x C values of 4 bytes)
+  fits in half of it, and go to DRAM once; otherwise every row fold writes them out and reads
+  them back. Fold f's fetches overlap fold f-1's compute on one shared port; a step takes
+  max(compute, bytes / bandwidth), and the difference is a DRAM stall. The first fetch and the
+  last write-back are the prologue and epilogue.
 """
 from __future__ import annotations
 
@@ -41,6 +52,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import SystolicConfig
+from .dram import scalesim_memory
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -124,30 +136,11 @@ def _fold_sizes(total: int, step: int, folds: int) -> np.ndarray:
     return s
 
 
-def gemm_stats(m: int, k: int, n: int, cfg: SystolicConfig, name: str = "gemm") -> GemmStats:
-    """Cycles, SRAM/DRAM traffic and energy of ``[m, k] @ [k, n]`` on ``cfg``'s array."""
-    mp = mapping(m, k, n, cfg)
-    r, c = cfg.rows, cfg.cols
-    rows_used = _fold_sizes(mp.sr, r, mp.row_folds)          # per row fold
-    cols_used = _fold_sizes(mp.sc, c, mp.col_folds)          # per col fold
-    # folds in execution order: column folds outer, row folds inner
-    ru = np.tile(rows_used, mp.col_folds)
-    cu = np.repeat(cols_used, mp.row_folds)
-    used = ru * cu
-    map_eff = float(used.mean() / (r * c))
-    compute = mp.folds * mp.per_fold - 1
-
-    if cfg.dataflow == "ws":
-        ifr, flr, ofw = m * k * mp.col_folds, k * n, m * n * mp.row_folds
-    elif cfg.dataflow == "os":
-        ifr, flr, ofw = m * k * mp.col_folds, k * n * mp.row_folds, m * n + mp.folds * (r + c)
-    else:
-        ifr, flr, ofw = m * k, k * n * mp.col_folds, m * n * mp.row_folds
+def _fold_model(m: int, k: int, n: int, cfg: SystolicConfig, mp: Mapping, ru: np.ndarray,
+                cu: np.ndarray) -> tuple[int, int, int, int, int]:
+    """llmc's per-fold double-buffered model (``dram_model="fold"``): stall, prologue,
+    epilogue cycles and DRAM read / write bytes."""
     eb, ab = cfg.elem_bytes, cfg.acc_bytes
-    sram_rd = (ifr + flr) * eb
-    sram_wr = ofw * ab
-
-    # ---- DRAM traffic per fold (bytes), llmc's double-buffered model
     kib = 1024.0
     a_fits = m * k * eb <= cfg.ifmap_sram_kib * kib / 2
     b_fits = k * n * eb <= cfg.filter_sram_kib * kib / 2
@@ -188,6 +181,41 @@ def gemm_stats(m: int, k: int, n: int, cfg: SystolicConfig, name: str = "gemm") 
     prologue = int(np.ceil(rd[0] / bw))
     epilogue = int(np.ceil(wr[-1] / bw))
     dram_rd, dram_wr = int(rd.sum()), int(wr.sum())
+
+    return stall, prologue, epilogue, dram_rd, dram_wr
+
+
+def gemm_stats(m: int, k: int, n: int, cfg: SystolicConfig, name: str = "gemm") -> GemmStats:
+    """Cycles, SRAM/DRAM traffic and energy of ``[m, k] @ [k, n]`` on ``cfg``'s array."""
+    mp = mapping(m, k, n, cfg)
+    r, c = cfg.rows, cfg.cols
+    rows_used = _fold_sizes(mp.sr, r, mp.row_folds)          # per row fold
+    cols_used = _fold_sizes(mp.sc, c, mp.col_folds)          # per col fold
+    # folds in execution order: column folds outer, row folds inner
+    ru = np.tile(rows_used, mp.col_folds)
+    cu = np.repeat(cols_used, mp.row_folds)
+    used = ru * cu
+    map_eff = float(used.mean() / (r * c))
+    compute = mp.folds * mp.per_fold - 1
+
+    if cfg.dataflow == "ws":
+        ifr, flr, ofw = m * k * mp.col_folds, k * n, m * n * mp.row_folds
+    elif cfg.dataflow == "os":
+        ifr, flr, ofw = m * k * mp.col_folds, k * n * mp.row_folds, m * n + mp.folds * (r + c)
+    else:
+        ifr, flr, ofw = m * k, k * n * mp.col_folds, m * n * mp.row_folds
+    eb, ab = cfg.elem_bytes, cfg.acc_bytes
+    sram_rd = (ifr + flr) * eb
+    sram_wr = ofw * ab
+
+    if cfg.dram_model == "scalesim":
+        d = scalesim_memory(m, k, n, cfg, mp.folds, mp.per_fold)
+        stall = d.total_cycles - compute
+        prologue, epilogue = d.prologue_cycles, d.epilogue_cycles
+        dram_rd = (d.ifmap_dram_words + d.filter_dram_words) * eb
+        dram_wr = d.ofmap_dram_words * eb
+    else:
+        stall, prologue, epilogue, dram_rd, dram_wr = _fold_model(m, k, n, cfg, mp, ru, cu)
 
     macs = m * k * n
     busy = compute + stall

@@ -35,12 +35,12 @@ WriteRequestBuffer : 32
 
 [layout]
 IfmapCustomLayout : False
-IfmapSRAMBankBandwidth : 10
-IfmapSRAMBankNum : 10
+IfmapSRAMBankBandwidth : {read_bw}
+IfmapSRAMBankNum : 1
 IfmapSRAMBankPort : 2
 FilterCustomLayout : False
-FilterSRAMBankBandwidth : 10
-FilterSRAMBankNum : 10
+FilterSRAMBankBandwidth : {read_bw}
+FilterSRAMBankNum : 1
 FilterSRAMBankPort : 2
 
 [sparsity]
@@ -72,7 +72,8 @@ def run_case(case, work):
     cfg = os.path.join(d, "cfg.cfg")
     with open(cfg, "w") as fh:
         fh.write(CONFIG.format(**{"ifmap_kb": 1 << 20, "filter_kb": 1 << 20, "ofmap_kb": 1 << 20,
-                                  "bandwidth_mode": "CALC", "bandwidth": 10, **case}))
+                                  "bandwidth_mode": "CALC", "bandwidth": 10,
+                                  "read_bw": case.get("bandwidth", 10), **case}))
     topo = os.path.join(d, "topo.csv")
     with open(topo, "w") as fh:  # SCALE-Sim drops the last field of each row: trailing comma
         fh.write("Layer, M, N, K,\n")

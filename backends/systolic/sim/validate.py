@@ -3,8 +3,9 @@
 Why a subprocess: SCALE-Sim pins numpy<2 and pandas<2.3; llmc's environment has newer ones.
 ``scripts/setup_scalesim.sh`` creates ``.venv-scalesim``; ``$LLMC_SCALESIM_PYTHON`` overrides the
 interpreter. :func:`compare` runs the same GEMMs through llmc's cycle model and SCALE-Sim and
-returns one row per case. SCALE-Sim runs in CALC bandwidth mode (its stall-free reference; its
-USER-bandwidth stall counts are unreliable), with buffers large enough to be stall-free.
+returns one row per case: SCALE-Sim in CALC bandwidth mode with buffers large enough to be
+stall-free (compute cycles and SRAM counts). :func:`compare_dram` runs it in USER bandwidth mode
+(limited DRAM bandwidth, small SRAMs) against the ``scalesim`` DRAM model.
 """
 from __future__ import annotations
 
@@ -90,39 +91,68 @@ def compare(cases: list[Case]) -> list[dict]:
     return rows
 
 
-def compare_user_bandwidth(m: int, k: int, n: int, rows: int, cols: int, dataflow: str,
-                           bandwidths: list[int], srams_kb: list[int]) -> list[dict]:
-    """Total cycles with limited DRAM bandwidth: llmc's model vs SCALE-Sim's USER mode.
+@dataclass(frozen=True)
+class DramCase:
+    """A GEMM with limited DRAM bandwidth: ``bandwidth`` words (= bytes, int8) per cycle per
+    port and three SRAMs of ``sram_kb`` KB each."""
 
-    SCALE-Sim gives each of ifmap/filter/ofmap its own DRAM port of ``bandwidth`` words per
-    cycle and writes every partial sum to DRAM; llmc has one shared port in bytes and an
-    accumulator. The figures are for the record (docs/systolic.md), not an equality.
+    m: int
+    k: int
+    n: int
+    rows: int
+    cols: int
+    dataflow: str
+    bandwidth: int
+    sram_kb: int
+
+    @property
+    def name(self) -> str:
+        return (f"g{self.m}x{self.k}x{self.n}_{self.rows}x{self.cols}_{self.dataflow}"
+                f"_bw{self.bandwidth}_s{self.sram_kb}")
+
+    def config(self) -> SystolicConfig:
+        """The llmc machine SCALE-Sim's run describes (int8: one word = one byte)."""
+        return SystolicConfig(rows=self.rows, cols=self.cols, dataflow=self.dataflow,
+                              ifmap_sram_kib=self.sram_kb, filter_sram_kib=self.sram_kb,
+                              ofmap_sram_kib=self.sram_kb, accumulator_kib=self.sram_kb,
+                              dram_bytes_per_cycle=self.bandwidth, dram_model="scalesim")
+
+
+def compare_dram(cases: list[DramCase], timeout: float = 3600) -> list[dict]:
+    """Total cycles with limited DRAM bandwidth: llmc's ``scalesim`` DRAM model vs SCALE-Sim's
+    USER bandwidth mode (its ifmap/filter ports get ``bandwidth`` through the [layout] bank
+    bandwidths, which is where SCALE-Sim 3.0 reads them; the ofmap port through ``Bandwidth``).
     """
     py = scalesim_python()
     if not py.exists():
         raise BackendError(f"SCALE-Sim's interpreter {py} is missing: run "
-                           "scripts/setup_scalesim.sh")
-    payload = [{"name": f"u{bw}_{kb}", "M": m, "N": n, "K": k, "rows": rows, "cols": cols,
-                "dataflow": dataflow, "bandwidth_mode": "USER", "bandwidth": bw,
-                "ifmap_kb": kb, "filter_kb": kb, "ofmap_kb": kb}
-               for bw in bandwidths for kb in srams_kb]
+                           "scripts/setup_scalesim.sh (or set LLMC_SCALESIM_PYTHON)")
+    payload = [{"name": c.name, "M": c.m, "N": c.n, "K": c.k, "rows": c.rows, "cols": c.cols,
+                "dataflow": c.dataflow, "bandwidth_mode": "USER", "bandwidth": c.bandwidth,
+                "ifmap_kb": c.sram_kb, "filter_kb": c.sram_kb, "ofmap_kb": c.sram_kb}
+               for c in cases]
     proc = subprocess.run([str(py), str(DRIVER)], input=json.dumps(payload), text=True,
-                          capture_output=True, timeout=3600)
+                          capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise BackendError(f"SCALE-Sim failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     rows_out = []
-    for res in json.loads(proc.stdout):
-        c = res["case"]
-        cfg = SystolicConfig(rows=rows, cols=cols, dataflow=dataflow,
-                             ifmap_sram_kib=c["ifmap_kb"], filter_sram_kib=c["filter_kb"],
-                             ofmap_sram_kib=c["ofmap_kb"], accumulator_kib=c["ofmap_kb"],
-                             dram_bytes_per_cycle=c["bandwidth"])
-        s = gemm_stats(m, k, n, cfg)
-        ss = int(float(res["COMPUTE_REPORT"]["Total Cycles"]))
-        rows_out.append({"bandwidth": c["bandwidth"], "sram_kb": c["ifmap_kb"],
-                         "scalesim_cycles": ss,
-                         "scalesim_stalls": int(float(res["COMPUTE_REPORT"]["Stall Cycles"])),
-                         "llmc_cycles": s.compute_cycles + s.stall_cycles,
-                         "llmc_stalls": s.stall_cycles,
-                         "ratio": (s.compute_cycles + s.stall_cycles) / ss})
+    for case, res in zip(cases, json.loads(proc.stdout)):
+        s = gemm_stats(case.m, case.k, case.n, case.config(), case.name)
+        cr, da = res["COMPUTE_REPORT"], res["DETAILED_ACCESS_REPORT"]
+        ss_total = int(float(cr["Total Cycles"]))
+        llmc_total = s.compute_cycles + s.stall_cycles
+        rows_out.append({
+            "case": case.name, "m": case.m, "k": case.k, "n": case.n,
+            "array": f"{case.rows}x{case.cols}", "dataflow": case.dataflow,
+            "bandwidth": case.bandwidth, "sram_kb": case.sram_kb,
+            "llmc_total_cycles": llmc_total, "scalesim_total_cycles": ss_total,
+            "llmc_stall_cycles": s.stall_cycles,
+            "scalesim_stall_cycles": int(float(cr["Stall Cycles"])),
+            "llmc_total_incl_prefetch": s.total_cycles,
+            "scalesim_total_incl_prefetch": int(float(cr["Total Cycles (incl. prefetch)"])),
+            "llmc_dram_read_words": s.dram_read_bytes // case.config().elem_bytes,
+            "scalesim_dram_read_words": int(float(da["DRAM IFMAP Reads"])) +
+            int(float(da["DRAM Filter Reads"])),
+            "diff_pct": 100.0 * (llmc_total - ss_total) / ss_total,
+        })
     return rows_out
