@@ -259,7 +259,8 @@ def prepare_graph(graph: Graph, *, precision: str = "int8",
         # the precision pass's W8A8 (same scheme: per-tensor activations, per-channel weights)
         from llmc.passes.quantize import quantize_int8
 
-        g, _info = quantize_int8(g, samples, calibrator=calibrator)
+        # convs stay float here: the array maps them through im2col with its own quantization
+        g, _info = quantize_int8(g, samples, calibrator=calibrator, skip=array_convs(g))
     nodes = array_matmuls(g) + array_convs(g)   # convs (and matmuls the pass left): our own
     if nodes:
         g = rewrite_to_qlinear(g, calibrate(g, samples, nodes))
