@@ -13,7 +13,7 @@ import numpy as np
 
 from llmc.errors import InputError
 from llmc.ir import Graph
-from llmc.ops.quant import pack_int4
+from llmc.ops.quant import pack_int4, pack_int4_params
 
 from .quantize import drop_unused_constants, find_linear_sites, replace_site
 
@@ -21,7 +21,8 @@ GROUP_SIZES = (32, 64, 128)
 
 
 def quantize_weight_int4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """W [K, N] -> (packed uint8 [K/2, N], scales float16 [K/G, N], zeros uint8 [K/G, N]).
+    """W [K, N] -> (w, scales, zeros) in ``qlinear_int4``'s 64-column panel layout:
+    uint8 [N/64, K/2, 64], float16 [N/64, K/G, 64], uint8 [N/64, K/G, 64] (N rounded up).
 
     Per group of ``group`` rows and output column: codes 0..15 spanning [min, max] of the group
     (asymmetric), W ~ (code - zero) * scale.
@@ -36,8 +37,8 @@ def quantize_weight_int4(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndar
     scale = np.where(scale > 0, scale, np.float32(1.0))
     zero = np.clip(np.round(-lo / scale), 0, 15)
     codes = np.clip(np.round(g / scale[:, None, :]) + zero[:, None, :], 0, 15)
-    return (pack_int4(codes.reshape(k, n).astype(np.uint8)), scale.astype(np.float16),
-            zero.astype(np.uint8))
+    ps, pz = pack_int4_params(scale.astype(np.float16), zero.astype(np.uint8))
+    return pack_int4(codes.reshape(k, n).astype(np.uint8)), ps, pz
 
 
 def quantize_int4(graph: Graph, group_size: int = 128, skip: Iterable[str] = ()
@@ -55,7 +56,7 @@ def quantize_int4(graph: Graph, group_size: int = 128, skip: Iterable[str] = ()
     for site in find_linear_sites(g):
         gs = next((c for c in (group_size,) + GROUP_SIZES if c <= group_size and
                    site.k % c == 0), None) if site.k % group_size else group_size
-        if site.name in skip or gs is None or site.n % 16:
+        if site.name in skip or gs is None:
             info["layers"].append({"name": site.name, "k": site.k, "n": site.n,
                                    "precision": "float32"})
             continue

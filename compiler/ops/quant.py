@@ -19,11 +19,13 @@ no repacking step. Helpers here pack/unpack those layouts; the numpy references 
   The kernel computes xq + 128 (uint8) times w (int8) in int32 (VNNI's u8 x s8 form) and
   subtracts 128 * w_colsum.
 - ``qlinear_int4``(x, w, scales, zeros, [bias]) {n, k, group_size}:
-  x float [..., k]; w uint8 [k/2, n] (two 4-bit codes per byte: row k even in the low
-  nibble, k odd in the high nibble); scales float16 [k/group_size, n]; zeros uint8
-  [k/group_size, n] (asymmetric zero point, 0..15);
+  x float [..., k]; w uint8 [ceil(n/64), k/2, 64]: contiguous panels of 64 output columns,
+  W's codes for (k, n) in byte ``[n // 64, k // 2, n % 64]``, k even in the low nibble, k odd
+  in the high nibble; scales float16 [ceil(n/64), k/group_size, 64]; zeros uint8
+  [ceil(n/64), k/group_size, 64] (asymmetric zero point, 0..15); padded columns are 0;
   W[k, n] = (code[k, n] - zeros[k // g, n]) * scales[k // g, n]; y = x @ W + bias, float32
-  accumulation, output dtype = x's dtype.
+  accumulation, output dtype = x's dtype. The panel layout makes each thread's share of the
+  weight one contiguous stream (the M = 1 decode GEMV is bound by reading it).
 """
 from __future__ import annotations
 
@@ -116,29 +118,65 @@ register_op("qlinear_int8", _int8_infer, _int8_ref,
 
 
 # --------------------------------------------------------------------------- int4 layout
+NP4 = 64  # output columns per int4 weight panel (64 bytes = one cache line per 2 rows of K)
+
+
+def int4_panels(n: int) -> int:
+    """Number of :data:`NP4`-wide panels of an int4 weight with n output columns."""
+    return -(-n // NP4)
+
+
+def _to_panels(a: np.ndarray) -> np.ndarray:
+    """[r, n] -> [ceil(n/64), r, 64], zero padded columns."""
+    r, n = a.shape
+    nb = int4_panels(n)
+    buf = np.zeros((r, nb * NP4), a.dtype)
+    buf[:, :n] = a
+    return np.ascontiguousarray(buf.reshape(r, nb, NP4).transpose(1, 0, 2))
+
+
+def _from_panels(p: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of :func:`_to_panels`: [r, n]."""
+    nb, r, blk = p.shape
+    return np.ascontiguousarray(p.transpose(1, 0, 2).reshape(r, nb * blk)[:, :n])
+
+
 def pack_int4(codes: np.ndarray) -> np.ndarray:
-    """uint8 codes 0..15 [k, n] (k even) -> uint8 [k/2, n], even rows in the low nibble."""
+    """uint8 codes 0..15 [k, n] (k even) -> panels uint8 [ceil(n/64), k/2, 64] (the op's w)."""
     k = codes.shape[0]
     if k % 2:
         raise ShapeError(f"pack_int4: k={k} must be even")
     c = codes.astype(np.uint8)
-    return np.ascontiguousarray((c[0::2] & 15) | ((c[1::2] & 15) << 4))
+    return _to_panels((c[0::2] & 15) | ((c[1::2] & 15) << 4))
 
 
-def unpack_int4(packed: np.ndarray) -> np.ndarray:
+def pack_int4_params(scales: np.ndarray, zeros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scales / zeros [k/g, n] -> their panel layouts [ceil(n/64), k/g, 64] (float16, uint8)."""
+    return _to_panels(np.asarray(scales, np.float16)), _to_panels(np.asarray(zeros, np.uint8))
+
+
+def unpack_int4(packed: np.ndarray, n: int) -> np.ndarray:
     """Inverse of :func:`pack_int4`: uint8 codes [k, n]."""
-    out = np.empty((packed.shape[0] * 2,) + packed.shape[1:], np.uint8)
-    out[0::2] = packed & 15
-    out[1::2] = packed >> 4
+    p = _from_panels(packed, n)
+    out = np.empty((p.shape[0] * 2, n), np.uint8)
+    out[0::2] = p & 15
+    out[1::2] = p >> 4
     return out
 
 
-def dequant_int4(packed: np.ndarray, scales: np.ndarray, zeros: np.ndarray, group: int
-                 ) -> np.ndarray:
-    """float32 W [k, n] of a packed int4 weight (what the kernel computes in registers)."""
-    codes = unpack_int4(packed).astype(np.float32)
-    s = np.repeat(scales.astype(np.float32), group, axis=0)
-    z = np.repeat(zeros.astype(np.float32), group, axis=0)
+def unpack_int4_params(scales: np.ndarray, zeros: np.ndarray, n: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Panel scales / zeros -> ([k/g, n] float16, [k/g, n] uint8)."""
+    return _from_panels(scales, n), _from_panels(zeros, n)
+
+
+def dequant_int4(packed: np.ndarray, scales: np.ndarray, zeros: np.ndarray, group: int,
+                 n: int) -> np.ndarray:
+    """float32 W [k, n] of a packed int4 weight (what the kernel multiplies by)."""
+    codes = unpack_int4(packed, n).astype(np.float32)
+    s, z = unpack_int4_params(scales, zeros, n)
+    s = np.repeat(s.astype(np.float32), group, axis=0)
+    z = np.repeat(z.astype(np.float32), group, axis=0)
     return (codes - z) * s
 
 
@@ -149,12 +187,13 @@ def _int4_infer(in_types: Sequence[Optional[TensorType]], attrs: Mapping[str, An
     _check(k % g == 0 and g % 2 == 0, f"qlinear_int4: group_size {g} must be even and divide k={k}")
     _check(x is not None and x.dtype in ("float32", "float16", "bfloat16") and x.rank >= 1,
            f"qlinear_int4: x must be float of rank >= 1, got {x}")
-    _check(w is not None and w.dtype == "uint8" and w.shape == (k // 2, n),
-           f"qlinear_int4: w must be uint8 [{k // 2}, {n}], got {w}")
-    _check(s is not None and s.dtype == "float16" and s.shape == (k // g, n),
-           f"qlinear_int4: scales must be float16 [{k // g}, {n}], got {s}")
-    _check(z is not None and z.dtype == "uint8" and z.shape == (k // g, n),
-           f"qlinear_int4: zeros must be uint8 [{k // g}, {n}], got {z}")
+    nb = int4_panels(n)
+    _check(w is not None and w.dtype == "uint8" and w.shape == (nb, k // 2, NP4),
+           f"qlinear_int4: w must be uint8 [{nb}, {k // 2}, {NP4}], got {w}")
+    _check(s is not None and s.dtype == "float16" and s.shape == (nb, k // g, NP4),
+           f"qlinear_int4: scales must be float16 [{nb}, {k // g}, {NP4}], got {s}")
+    _check(z is not None and z.dtype == "uint8" and z.shape == (nb, k // g, NP4),
+           f"qlinear_int4: zeros must be uint8 [{nb}, {k // g}, {NP4}], got {z}")
     if isinstance(x.shape[-1], int) and x.shape[-1] != k:
         raise ShapeError(f"qlinear_int4: x's last dim {x.shape[-1]} is not k={k}")
     return [TensorType(x.dtype, tuple(x.shape[:-1]) + (n,))]
@@ -163,7 +202,7 @@ def _int4_infer(in_types: Sequence[Optional[TensorType]], attrs: Mapping[str, An
 def _int4_ref(ins: Sequence, attrs: Mapping[str, Any]) -> list:
     x, w, s, z = ins[:4]
     bias = _opt(ins, 4)
-    W = dequant_int4(w, s, z, int(attrs["group_size"]))
+    W = dequant_int4(w, s, z, int(attrs["group_size"]), int(attrs["n"]))
     y = np.matmul(x.astype(np.float32), W)
     if bias is not None:
         y = y + bias.astype(np.float32)
