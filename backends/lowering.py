@@ -168,6 +168,23 @@ def _ld(t: te.Tensor, *idx):
     return t[tuple(idx)] if idx else t[()]
 
 
+def flat_rows(x: te.Tensor):
+    """Rows M of ``x`` (product of the leading dims) and row -> leading indices: the quantized
+    linear kernels work on a 2-D [M, K] view of any-rank activations."""
+    lead = list(x.shape[:-1])
+    m = tirx.IntImm("int64", 1)
+    for d in lead:
+        m = m * d
+
+    def unravel(r):
+        idx = []
+        for d in reversed(lead):
+            idx.append(tirx.floormod(r, d))
+            r = tirx.floordiv(r, d)
+        return list(reversed(idx))
+    return m, unravel
+
+
 def _c(value: Any, dtype: str) -> tirx.PrimExpr:
     return tirx.const(value, dtype)
 

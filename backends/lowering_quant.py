@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, PACK, _ld, lower
+from .lowering import MTILE, PACK, _ld, flat_rows, lower
 
 MT = 4  # GEMM rows per register tile of the int8 kernel
 NB, KB = 16, 4
@@ -24,22 +24,6 @@ NB, KB = 16, 4
 
 def _i64(v: int) -> tirx.PrimExpr:
     return tirx.IntImm("int64", v)
-
-
-def _rows(x: te.Tensor):
-    """Number of rows M (product of the leading dims) and a function row -> lead indices."""
-    lead = list(x.shape[:-1])
-    m = _i64(1)
-    for d in lead:
-        m = m * d
-
-    def unravel(r):
-        idx = []
-        for d in reversed(lead):
-            idx.append(tirx.floormod(r, d))
-            r = tirx.floordiv(r, d)
-        return list(reversed(idx))
-    return m, unravel
 
 
 def _row_tile(m) -> int:
@@ -98,7 +82,7 @@ def _qlinear_int8(ins, attrs, ctx):
     xs = float(attrs["x_scale"])
     zp = int(attrs.get("x_zero_point", 0))
     qmin = float(attrs.get("x_qmin", -127))
-    m, unravel = _rows(x)
+    m, unravel = flat_rows(x)
 
     def qx(r, kc):
         v = _ld(x, *unravel(r), kc).astype("float32")
@@ -169,7 +153,7 @@ def _qlinear_int4(ins, attrs, ctx):
     pw = int(w.shape[2])
     npad = int(w.shape[0]) * pw
     ng = k // g
-    m, unravel = _rows(x)
+    m, unravel = flat_rows(x)
     static_m = int(m) if isinstance(m, tirx.IntImm) else None
     mfull = tirx.floordiv(m, MTILE) * MTILE
     has_full = static_m is None or static_m >= MTILE

@@ -12,27 +12,11 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, _ld, lower
+from .lowering import MTILE, _ld, flat_rows, lower
 
 
 def _i64(v: int) -> tirx.PrimExpr:
     return tirx.IntImm("int64", v)
-
-
-def flat_rows(x: te.Tensor):
-    """Rows M of ``x`` (product of the leading dims) and row -> leading indices."""
-    lead = list(x.shape[:-1])
-    m = _i64(1)
-    for d in lead:
-        m = m * d
-
-    def unravel(r):
-        idx = []
-        for d in reversed(lead):
-            idx.append(tirx.floormod(r, d))
-            r = tirx.floordiv(r, d)
-        return list(reversed(idx))
-    return m, unravel
 
 
 @lower("qlinear_int8_wo", kind="matmul_packed")

@@ -58,3 +58,27 @@ def save_with_tokenizer(model, directory) -> None:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok.save(str(directory / "tokenizer.json"))
+
+
+def reference_greedy(prefill, decode, prompt: list[int], n: int, num_layers: int) -> list[int]:
+    """Greedy tokens of the numpy reference of an LLM's prefill/decode graphs (the KV cache
+    kept by hand): what a compiled artifact of the same (e.g. quantized) graphs must produce."""
+    import numpy as np
+
+    from llmc.interpreter import run_reference
+    from llmc.llm_graph import MASK_MIN
+
+    S = len(prompt)
+    o = run_reference(prefill, {"input_ids": np.array([prompt]), "positions": np.arange(S)[None],
+                                "mask": np.triu(np.full((S, S), MASK_MIN, np.float32), 1)[None, None]})
+    names = [f"{kv}_{i}" for i in range(num_layers) for kv in "kv"]
+    cache = [o[k] for k in names]
+    want: list[int] = []
+    for t in range(n):
+        want.append(int(np.argmax(o["logits"][0])))
+        feed = {"input_ids": np.array([[want[-1]]]), "positions": np.array([[S + t]]),
+                "mask": np.zeros((1, 1, 1, S + t), np.float32),
+                **{"past_" + k: c for k, c in zip(names, cache)}}
+        o = run_reference(decode, feed)
+        cache = [np.concatenate([c, o[k]], axis=2) for c, k in zip(cache, names)]
+    return want

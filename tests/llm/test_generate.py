@@ -6,7 +6,7 @@ import pytest
 
 from llmc.errors import InputError
 
-from .llm_helpers import compile_to, hf_greedy
+from .llm_helpers import compile_to, hf_greedy, reference_greedy
 
 pytestmark = pytest.mark.slow   # each artifact takes ~20 s to build
 
@@ -108,8 +108,7 @@ def test_cli_generate_text_and_ids(gpt2_artifact, gpt2_tiny, capsys):
 def test_int4_artifact_matches_the_quantized_reference(llama_model, tmp_path):
     """int4 weight-only: compiled greedy tokens equal the numpy reference of the same graphs."""
     from llmc.frontends.hf import from_transformers
-    from llmc.interpreter import run_reference
-    from llmc.llm_graph import MASK_MIN, build_graph
+    from llmc.llm_graph import build_graph
     from llmc.passes.int4 import quantize_int4
     from llmc.runtime.llm import load_llm
 
@@ -121,17 +120,5 @@ def test_int4_artifact_matches_the_quantized_reference(llama_model, tmp_path):
     spec = from_transformers(llama_model)
     pre, _ = quantize_int4(build_graph(spec, "prefill", max_position=64), 32)
     dec, _ = quantize_int4(build_graph(spec, "decode", max_position=64), 32)
-    S, L = len(prompt), spec.num_layers
-    o = run_reference(pre, {"input_ids": np.array([prompt]), "positions": np.arange(S)[None],
-                            "mask": np.triu(np.full((S, S), MASK_MIN, np.float32), 1)[None, None]})
-    names = [f"{kv}_{i}" for i in range(L) for kv in "kv"]
-    cache = [o[k] for k in names]
-    want = []
-    for t in range(n):
-        want.append(int(np.argmax(o["logits"][0])))
-        feed = {"input_ids": np.array([[want[-1]]]), "positions": np.array([[S + t]]),
-                "mask": np.zeros((1, 1, 1, S + t), np.float32),
-                **{"past_" + k: c for k, c in zip(names, cache)}}
-        o = run_reference(dec, feed)
-        cache = [np.concatenate([c, o[k]], axis=2) for c, k in zip(cache, names)]
+    want = reference_greedy(pre, dec, prompt, n, spec.num_layers)
     assert got == want

@@ -15,7 +15,7 @@ from llmc.ir import Graph
 from llmc.ops.quant_w8 import (dequant_int8_wo, pack_int8_wo, quantize_weight_int8_wo,
                                unpack_int8_wo)
 
-from .llm_helpers import compile_to, hf_greedy
+from .llm_helpers import compile_to, hf_greedy, reference_greedy
 
 RNG = np.random.default_rng(0)
 
@@ -106,7 +106,7 @@ def test_int8_artifact_generates_like_its_reference_and_close_to_fp32(llama_mode
     """Compiled int8-wo greedy tokens equal the numpy reference of the same graphs token for
     token, and start like transformers' fp32 greedy decoding."""
     from llmc.frontends.hf import from_transformers
-    from llmc.llm_graph import MASK_MIN, build_graph
+    from llmc.llm_graph import build_graph
     from llmc.passes.int8_weight_only import quantize_int8_wo
     from llmc.runtime.llm import load_llm
 
@@ -119,18 +119,6 @@ def test_int8_artifact_generates_like_its_reference_and_close_to_fp32(llama_mode
     spec = from_transformers(llama_model)
     pre, _ = quantize_int8_wo(build_graph(spec, "prefill", max_position=64))
     dec, _ = quantize_int8_wo(build_graph(spec, "decode", max_position=64))
-    S, L = len(prompt), spec.num_layers
-    o = run_reference(pre, {"input_ids": np.array([prompt]), "positions": np.arange(S)[None],
-                            "mask": np.triu(np.full((S, S), MASK_MIN, np.float32), 1)[None, None]})
-    names = [f"{kv}_{i}" for i in range(L) for kv in "kv"]
-    cache = [o[k] for k in names]
-    want = []
-    for t in range(n):
-        want.append(int(np.argmax(o["logits"][0])))
-        feed = {"input_ids": np.array([[want[-1]]]), "positions": np.array([[S + t]]),
-                "mask": np.zeros((1, 1, 1, S + t), np.float32),
-                **{"past_" + k: c for k, c in zip(names, cache)}}
-        o = run_reference(dec, feed)
-        cache = [np.concatenate([c, o[k]], axis=2) for c, k in zip(cache, names)]
+    want = reference_greedy(pre, dec, prompt, n, spec.num_layers)
     assert got == want
     assert got[:8] == hf_greedy(llama_model, prompt, 8)
