@@ -17,7 +17,8 @@ import os
 import sys
 import tempfile
 
-from bench.common import fair_environment, machine
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import fair_environment, machine  # noqa: E402
 
 fair_environment(2)
 

@@ -201,6 +201,19 @@ def _sched_matmul_packed(sch: s_tir.Schedule, lanes: int, mtile: int = 8, kunrol
     _parallel_vectorize(sch, sch.get_sblock("out"), lanes)
 
 
+GEMV_PANELS = 8  # weight panels one decode (M = 1) step reads side by side
+
+
+def _gemv_panels(panels: int | None) -> int:
+    """Panels per step of the M = 1 tile: a single sequential stream per core reaches only
+    part of the memory bandwidth (the prefetchers keep few lines in flight per stream), so a
+    GEMV walks several panels at once -- if enough groups remain to share between threads."""
+    for g in (GEMV_PANELS, 4, 2):
+        if panels is not None and panels % g == 0 and panels // g >= 8:
+            return g
+    return 1
+
+
 def _packed_tile(sch: s_tir.Schedule, blk, mtile: int, kunroll: int) -> None:
     """mtile x 32 accumulator tile in registers, N tiles outermost and parallel.
 
@@ -212,12 +225,18 @@ def _packed_tile(sch: s_tir.Schedule, blk, mtile: int, kunroll: int) -> None:
     kext = _loop_extent(sch, k)
     ku = kunroll if kext is not None and kext % kunroll == 0 else 1
     ko, ki = sch.split(k, [None, ku])
+    jg = None
     if mtile > 1:
         io, ii = sch.split(i, [None, mtile])
         sch.reorder(jo, io, ko, ki, ii, ji)
     else:
         io, ii = i, None
-        sch.reorder(jo, io, ko, ki, ji)
+        group = _gemv_panels(_loop_extent(sch, jo))
+        if group > 1:  # several panels per step: more weight streams in flight per core
+            jo, jg = sch.split(jo, [None, group])
+            sch.reorder(jo, io, ko, ki, jg, ji)
+        else:
+            sch.reorder(jo, io, ko, ki, ji)
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, io)
     fused = sch.fuse(jo, io)
@@ -225,6 +244,8 @@ def _packed_tile(sch: s_tir.Schedule, blk, mtile: int, kunroll: int) -> None:
     sch.unroll(ki)
     if ii is not None:
         sch.unroll(ii)
+    if jg is not None:
+        sch.unroll(jg)
     sch.vectorize(ji)
     sch.vectorize(sch.get_loops(acc)[-1])
     init = sch.decompose_reduction(blk, ko)
