@@ -156,8 +156,14 @@ def gemm_gemv(rounds: int, tuning_db: str | None, tune_budget: str | None) -> di
     w2 = rng.standard_normal((K2, N2), dtype=np.float32)
     run2, _ = llmc_matmul(x, w2)
     tx, tw2 = torch.from_numpy(x), torch.from_numpy(w2)
-    t2 = interleaved({"llmc": run2, "pytorch": lambda: torch.matmul(tx, tw2)}, rounds, inner=5)
-    out["gemv"] = {k: {"ms": v * 1e3, "gbs": w2.nbytes / v / 1e9} for k, v in t2.items()}
+    # the read-only stream runs in the same interleaved rounds: this VM's bandwidth moves by
+    # up to 1.7x between runs, so the GEMV's fraction is taken against bandwidth measured beside it
+    stream = torch.ones(64 << 20)
+    t2 = interleaved({"llmc": run2, "pytorch": lambda: torch.matmul(tx, tw2),
+                      "read-only stream": lambda: torch.sum(stream)}, rounds, inner=5)
+    out["gemv"] = {k: {"ms": v * 1e3, "gbs": w2.nbytes / v / 1e9}
+                   for k, v in t2.items() if k != "read-only stream"}
+    out["gemv_read_gbs"] = stream.numel() * 4 / t2["read-only stream"] / 1e9
     return out
 
 
@@ -183,9 +189,11 @@ def main() -> int:
               f"| {v['gflops'] / ref:.2f}x")
     if "tuned_schedule" in kern:
         print(f"tuned build: {kern['tuned_schedule']} (max abs err {kern['tuned_max_abs_err']:.1e})")
-    print("\nGEMV 1x4096x4096 | ms | GB/s (weights) | of read-only bandwidth | of triad")
+    rd = kern["gemv_read_gbs"]
+    print(f"\nGEMV 1x4096x4096 | ms | GB/s (weights) | of read-only bandwidth in the same rounds "
+          f"({rd:.1f} GB/s) | of triad")
     for k, v in kern["gemv"].items():
-        print(f"{k} | {v['ms']:.3f} | {v['gbs']:.1f} | {v['gbs'] / roof['read_gbs']:.0%} "
+        print(f"{k} | {v['ms']:.3f} | {v['gbs']:.1f} | {v['gbs'] / rd:.0%} "
               f"| {v['gbs'] / roof['triad_gbs']:.0%}")
     if args.json:
         with open(args.json, "w") as fh:
