@@ -71,9 +71,11 @@ MODES = {"int8": {"calibrator": "percentile", "smoothquant": True},
 
 def compile_graph(g, mode: str, calib, **kw):
     """``g`` through the compile pipeline's passes at -O3 with ``--precision mode``."""
+    from llmc.passes.layout import layout_options
     from llmc.pipeline import CompileOptions, _optimize
     opts = CompileOptions(precision=mode, calib=calib if mode != "fp32" else None, **kw)
-    return _optimize(g.copy(), opts)[0]
+    with layout_options(opts.target):  # as llmc.compile does: x86 convs in NCHW16c
+        return _optimize(g.copy(), opts)[0]
 
 
 def _llmc_fn(g, batch):

@@ -108,6 +108,16 @@ def _conv_ok(graph: Graph, n: Node, block: int, min_channels: int) -> bool:
         (ci % block == 0 or ci < block)
 
 
+def blocked_convs(graph: Graph) -> list[str]:
+    """Names of the convs the ``layout`` pass will block under the current options (none
+    without a target): the precision pass keeps these float32 where that kernel is faster."""
+    opts = current_options()
+    if opts.target != "x86":
+        return []
+    return [n.name for n in graph.nodes
+            if n.name and _conv_ok(graph, n, opts.block, opts.min_channels)]
+
+
 def input_block(c_in: int, block: int) -> int:
     """The input channel block of a blocked conv: ``block``, or all of C_in when it is smaller
     (a stem on 3 RGB channels reads NCHW3c: no zero channels, output still NCHW{block}c)."""
