@@ -185,6 +185,25 @@ def flat_rows(x: te.Tensor):
     return m, unravel
 
 
+def tile_rows_output(oshape, cp, ct, mfull, finish: Callable, name: str = "out") -> te.Tensor:
+    """The ``out`` stage of the weight-only kernels: flat row r of the output read from the
+    full-tile accumulator ``cp`` (rows < mfull; None if there is none) or the tail ``ct`` (None
+    if there is none), then ``finish(value, column)`` (scales, bias, cast) once per output."""
+    def epi(*idx):
+        r = tirx.IntImm("int64", 0)
+        for d, i in zip(oshape[:-1], idx[:-1]):
+            r = r * d + i
+        j = idx[-1]
+        if cp is None:
+            v = ct[r, j]
+        elif ct is None:
+            v = cp[r, j]
+        else:
+            v = tirx.if_then_else(r < mfull, cp[r, j], ct[r - mfull, j])
+        return finish(v, j)
+    return te.compute(oshape, epi, name=name)
+
+
 def _c(value: Any, dtype: str) -> tirx.PrimExpr:
     return tirx.const(value, dtype)
 

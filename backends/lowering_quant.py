@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, PACK, _ld, flat_rows, lower
+from .lowering import MTILE, PACK, _ld, flat_rows, lower, tile_rows_output
 
 MT = 4  # GEMM rows per register tile of the int8 kernel
 NB, KB = 16, 4
@@ -201,20 +201,9 @@ def _qlinear_int4(ins, attrs, ctx):
             s[j // pw, rg, j % pw].astype("float32") *
             (part[r, rg, j] - z[j // pw, rg, j % pw].astype("float32") * xs[r, rg]), axis=rg),
             name="qmm4_tail")
-    oshape = ctx.out_shape()
 
-    def epi(*idx):
-        r = _i64(0)
-        for d, i in zip(oshape[:-1], idx[:-1]):
-            r = r * d + i
-        j = idx[-1]
-        if cp is None:
-            v = ct[r, j]
-        elif ct is None:
-            v = cp[r, j]
-        else:
-            v = tirx.if_then_else(r < mfull, cp[r, j], ct[r - mfull, j])
+    def finish(v, j):
         if bias is not None:
             v = v + bias[j].astype("float32")
         return v.astype(ctx.out_dtype())
-    return [te.compute(oshape, epi, name="out")]
+    return [tile_rows_output(ctx.out_shape(), cp, ct, mfull, finish)]

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, _ld, flat_rows, lower
-
-
-def _i64(v: int) -> tirx.PrimExpr:
-    return tirx.IntImm("int64", v)
+from .lowering import MTILE, _ld, flat_rows, lower, tile_rows_output
 
 
 @lower("qlinear_int8_wo", kind="matmul_packed")
@@ -48,21 +44,10 @@ def _qlinear_int8_wo(ins, attrs, ctx):
         ct = te.compute((m - mfull, npad),
                         lambda i, j: te.sum(xv(mfull + i, rt) * wv(j, rt), axis=rt),
                         name="matmul_tail")
-    oshape = ctx.out_shape()
 
-    def epi(*idx):
-        r = _i64(0)
-        for d, i in zip(oshape[:-1], idx[:-1]):
-            r = r * d + i
-        j = idx[-1]
-        if cp is None:
-            v = ct[r, j]
-        elif ct is None:
-            v = cp[r, j]
-        else:
-            v = tirx.if_then_else(r < mfull, cp[r, j], ct[r - mfull, j])
+    def finish(v, j):
         v = v * s[j]
         if bias is not None:
             v = v + bias[j]
         return v
-    return [te.compute(oshape, epi, name="out")]
+    return [tile_rows_output(ctx.out_shape(), cp, ct, mfull, finish)]
