@@ -80,18 +80,28 @@ def fast_erf(x: tirx.PrimExpr) -> tirx.PrimExpr:
     return _bound(x, _erf)
 
 
-def _erf(x: tirx.PrimExpr) -> tirx.PrimExpr:
-    xc = tirx.max(tirx.min(x, _c(4.0)), _c(-4.0))
+def _odd_rational(x: tirx.PrimExpr, clamp: float, p_coeffs: tuple, q_coeffs: tuple
+                  ) -> tirx.PrimExpr:
+    """x * P(x^2) / Q(x^2) on x clamped to [-clamp, clamp] (Horner, highest power first),
+    then kept in [-1, 1] and NaN-preserving: the form of both the erf and the tanh fits."""
+    xc = tirx.max(tirx.min(x, _c(clamp)), _c(-clamp))
     x2 = xc * xc
-    p = _c(-2.72614225801306e-10)
-    for c in (2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-              -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02):
+    p = _c(p_coeffs[0])
+    for c in p_coeffs[1:]:
         p = p * x2 + _c(c)
-    q = _c(-1.45660718464996e-05)
-    for c in (-2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-              -1.42647390514189e-02):
+    q = _c(q_coeffs[0])
+    for c in q_coeffs[1:]:
         q = q * x2 + _c(c)
     return _keep_nan(x, _unit(xc * p / q))
+
+
+def _erf(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    return _odd_rational(x, 4.0, (
+        -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+        -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+        -1.60960333262415e-02), (
+        -1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+        -7.37332916720468e-03, -1.42647390514189e-02))
 
 
 def fast_tanh(x: tirx.PrimExpr) -> tirx.PrimExpr:
@@ -102,13 +112,9 @@ def fast_tanh(x: tirx.PrimExpr) -> tirx.PrimExpr:
 
 
 def _tanh(x: tirx.PrimExpr) -> tirx.PrimExpr:
-    xc = tirx.max(tirx.min(x, _c(9.0)), _c(-9.0))
-    x2 = xc * xc
-    p = _c(-2.76076847742355e-16)
-    for c in (2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-              1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03):
-        p = p * x2 + _c(c)
-    q = _c(1.19825839466702e-06)
-    for c in (1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03):
-        q = q * x2 + _c(c)
-    return _keep_nan(x, _unit(xc * p / q))
+    return _odd_rational(x, 9.0, (
+        -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+        4.89352455891786e-03), (
+        1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+        4.89352518554385e-03))

@@ -173,46 +173,41 @@ def build_relax_systolic(graph: Graph, cfg: SystolicConfig):
     return rm, layers
 
 
-def _emit_array(bb, graph: Graph, node, values: dict, env: L.DimEnv, cfg_json: str) -> None:
-    """x [..., K] -> view [M, K] -> packed call -> [M, N] -> view [..., N]."""
+def _emit_packed_matmul(bb, graph: Graph, node, values: dict, env: L.DimEnv, func: str,
+                        operands: list, k: int, n: int, cfg_json: str) -> None:
+    """x [..., K] -> view [M, K] -> packed ``func``(x, *operands, name, config) -> [M, N] ->
+    view [..., N]: the shape of every array call."""
     x = node.inputs[0]
     tx = graph.types[x]
-    n, k = int(node.attrs["n"]), int(node.attrs["k"])
     m = env.prim(1)
     for d in tx.shape[:-1]:
         m = m * env.prim(d)
     a = values[x]
     if tx.rank != 2:
         a = bb.emit(relax.op.reshape(a, [m, env.prim(k)]))
-    base = RB._ident(node.name)
-    args = [a] + [values[base + s] for s in ("__wq", "__wscale", "__xscale", "__bias")]
     y = bb.emit(relax.call_dps_packed(
-        FUNC_NAME, relax.Tuple(args + [tvm.ir.StringImm(node.name), tvm.ir.StringImm(cfg_json)]),
+        func, relax.Tuple([a] + operands + [tvm.ir.StringImm(node.name),
+                                            tvm.ir.StringImm(cfg_json)]),
         out_ty=relax.TensorType([m, env.prim(n)], "float32")))
     if tx.rank != 2:
         y = bb.emit(relax.op.reshape(y, env.shape(graph.types[node.outputs[0]].shape)))
     values[node.outputs[0]] = y
+
+
+def _emit_array(bb, graph: Graph, node, values: dict, env: L.DimEnv, cfg_json: str) -> None:
+    """An int8 array layer: quantized weights, their scales, the input scale and the bias."""
+    base = RB._ident(node.name)
+    operands = [values[base + s] for s in ("__wq", "__wscale", "__xscale", "__bias")]
+    _emit_packed_matmul(bb, graph, node, values, env, FUNC_NAME, operands,
+                        int(node.attrs["k"]), int(node.attrs["n"]), cfg_json)
 
 
 def _emit_bf16(bb, graph: Graph, node, values: dict, env: L.DimEnv, cfg_json: str) -> None:
-    """x [..., K] -> view [M, K] -> packed bf16 call -> [M, N] -> view [..., N]."""
-    x = node.inputs[0]
-    tx = graph.types[x]
-    k, n = (int(d) for d in graph.types[node.inputs[1]].shape)
-    m = env.prim(1)
-    for d in tx.shape[:-1]:
-        m = m * env.prim(d)
-    a = values[x]
-    if tx.rank != 2:
-        a = bb.emit(relax.op.reshape(a, [m, env.prim(k)]))
+    """A bf16 array layer: the bf16 weight [K, N] and the bias."""
     base = RB._ident(node.name)
-    y = bb.emit(relax.call_dps_packed(
-        BF16_FUNC_NAME, relax.Tuple([a, values[base + "__w"], values[base + "__bias"],
-                                     tvm.ir.StringImm(node.name), tvm.ir.StringImm(cfg_json)]),
-        out_ty=relax.TensorType([m, env.prim(n)], "float32")))
-    if tx.rank != 2:
-        y = bb.emit(relax.op.reshape(y, env.shape(graph.types[node.outputs[0]].shape)))
-    values[node.outputs[0]] = y
+    k, n = (int(d) for d in graph.types[node.inputs[1]].shape)
+    _emit_packed_matmul(bb, graph, node, values, env, BF16_FUNC_NAME,
+                        [values[base + "__w"], values[base + "__bias"]], k, n, cfg_json)
 
 
 def _emit_conv(bb, graph: Graph, node, values: dict, env: L.DimEnv, cfg_json: str) -> None:
