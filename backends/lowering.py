@@ -564,6 +564,8 @@ def _attention(ins, attrs, ctx):
     oshape = ctx.out_shape()
     rank = len(oshape)
     lq, lk = q.shape[-2], k.shape[-2]
+    if attrs.get("kv_length") is not None:  # the first kv_length rows of a KV cache
+        lk = ctx.prim(attrs["kv_length"])
     E = q.shape[-1]
     scale = attrs.get("scale")
     scale = (1.0 / math.sqrt(int(E))) if scale is None and isinstance(E, tirx.IntImm) else scale
@@ -586,16 +588,27 @@ def _attention(ins, attrs, ctx):
         return out
 
     e = te.reduce_axis((0, E), "e")
-    # k transposed once ([.., E, Lk]) so the score loop runs contiguously over keys
-    kt = te.compute(list(k.shape[:-2]) + [E, lk],
-                    lambda *i: _ld(k, *i[:-2], i[-1], i[-2]), name="k_t")
+    one_query = isinstance(lq, tirx.IntImm) and int(lq) == 1
+    if one_query:
+        # decode (one query row): each score is a dot product over a contiguous key row; a
+        # transposed copy of K would cost more than the dot products it speeds up
+        def score(*idx):
+            lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
+            qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
+            ki = kv_index(k, lead) + [j, e]
+            return te.sum(_ld(q, *qi).astype(acc) * _ld(k, *ki).astype(acc), axis=e)
+        s = te.compute(sshape, score, name="scores_dot")
+    else:
+        # k transposed once ([.., E, Lk]) so the score loop runs contiguously over keys
+        kt = te.compute(list(k.shape[:-2]) + [E, lk],
+                        lambda *i: _ld(k, *i[:-2], i[-1], i[-2]), name="k_t")
 
-    def score(*idx):
-        lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
-        qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
-        ki = kv_index(k, lead) + [e, j]
-        return te.sum(_ld(q, *qi).astype(acc) * _ld(kt, *ki).astype(acc), axis=e)
-    s = te.compute(sshape, score, name="scores")
+        def score(*idx):
+            lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
+            qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
+            ki = kv_index(k, lead) + [e, j]
+            return te.sum(_ld(q, *qi).astype(acc) * _ld(kt, *ki).astype(acc), axis=e)
+        s = te.compute(sshape, score, name="scores")
     sc = scale if scale is not None else None
 
     def masked(*idx):
@@ -1540,3 +1553,29 @@ def lower_fused(body, tensors: dict, env: DimEnv,
     return [vals[o] for o in body.outputs]
 from . import lowering_quant  # noqa: E402,F401  (quantized ops: qlinear_int8, qlinear_int4)
 from . import lowering_w8  # noqa: E402,F401  (int8 weight-only linear: qlinear_int8_wo)
+
+
+@lower("rope")
+def _rope(ins, attrs, ctx):
+    """x * cos + rotate_half(x) * sin in one pass (docs/ops.md ``rope``).
+
+    The partner of lane j is x[(j + E/2) mod E] with sign -1 for j < E/2: one in-bounds load
+    per lane (a Select between x[j + E/2] and x[j - E/2] would load out of bounds in the
+    branch not taken once vectorized)."""
+    x, cos, sin = ins
+    shape = ctx.out_shape()
+    rank = len(shape)
+    e = int(x.shape[-1])
+    h = e // 2
+
+    def body(*idx):
+        xi = _bindex(x, idx, rank)
+        j = xi[-1]
+        v = _f32(_ld(x, *xi))
+        p = _f32(_ld(x, *xi[:-1], tirx.floormod(j + tirx.IntImm(_dt(j), h),
+                                                 tirx.IntImm(_dt(j), e))))
+        c, s = _f32(_bload(cos, idx, rank)), _f32(_bload(sin, idx, rank))
+        rot = tirx.Select(j < tirx.IntImm(_dt(j), h), -p, p)
+        r = v * c + rot * s
+        return r.astype(ctx.out_dtype()) if _dt(r) != ctx.out_dtype() else r
+    return [te.compute(shape, body, name="T_rope")]

@@ -167,6 +167,16 @@ def emit_node(bb: relax.BlockBuilder, graph: Graph, node: Node, values: dict,
             y = bb.emit(relax.op.reshape(y, env.shape(out_types[0].shape)))
         values[node.outputs[0]] = y
         return
+    if node.op == "kv_cache_write":  # writes the caches in place (backends/kv_cache.py)
+        from .kv_cache import emit_kv_cache_write
+        kc, _vc, kr, _vr = (graph.types[i] for i in node.inputs)
+        y = emit_kv_cache_write(bb, hint, *(values[i] for i in node.inputs),
+                                env.prim(node.attrs["offset"]), int(kc.shape[1]),
+                                int(kc.shape[3]), kc.dtype, kr.dtype,
+                                _tensor_type(env, out_types[0]))
+        kernels.append(hint)
+        _bind_outputs(bb, node, y, values)
+        return
     if node.op in _VIEW_OPS and graph.types[node.inputs[0]].dtype == out_types[0].dtype:
         # a reshape of a contiguous tensor is a view in the VM: no kernel, no copy
         values[node.outputs[0]] = bb.emit(relax.op.reshape(values[node.inputs[0]],

@@ -79,6 +79,7 @@ class LlmcEngine:
     """A compiled llmc artifact: prefill through the entry point, decode through generate."""
 
     def __init__(self, model_dir, precision: str, prompt: np.ndarray, new: int, out_dir: str):
+        from llmc.errors import ArtifactError
         from llmc.llm import LLMCompileOptions, compile_llm_to_file
         from llmc.runtime.llm import load_llm
 
@@ -86,12 +87,19 @@ class LlmcEngine:
         ctx = len(prompt) + new + 8
         path = os.path.join(out_dir, f"smollm2-{precision}-ctx{ctx}.llmc")
         self.compile_s = None
-        if not os.path.exists(path):
+        self.llm = None
+        if os.path.exists(path):
+            try:
+                self.llm = load_llm(path)
+            except ArtifactError:   # kept from an older llmc (another decode signature)
+                self.llm = None
+        if self.llm is None:
             t0 = time.perf_counter()
             compile_llm_to_file(model_dir, path, LLMCompileOptions(
-                max_context=ctx, weights=precision, group_size=64))
+                max_context=ctx, weights=precision,
+                group_size=64 if precision == "int4" else None))  # int8: per output channel
             self.compile_s = time.perf_counter() - t0
-        self.llm = load_llm(path)
+            self.llm = load_llm(path)
         self.prompt, self.new = prompt, new
         P = len(prompt)
         self._mask = np.triu(np.full((P, P), -1e9, np.float32), 1)[None, None]

@@ -27,20 +27,27 @@ from .llm_graph import build_graph
 TOKENIZER = "tokenizer.json"
 KV_DTYPES = ("float32", "float16")
 WEIGHT_PRECISIONS = ("float32", "int8", "int4")
+LLM_TARGETS = ("x86", "cuda")
 
 
 @dataclass
 class LLMCompileOptions:
     """How to compile an LLM (the ``compile-llm`` CLI flags map onto this)."""
 
-    target: str = "x86"
+    target: str = "x86"                # "x86" | "cuda"
     mcpu: str | None = None
+    arch: str | None = None            # cuda: sm_80..sm_90 (default: the local GPU's, else sm_80)
     opt_level: str = "O3"
     max_context: int | None = None     # default: min(config max positions, 2048)
     kv_dtype: str = "float32"          # "float32" | "float16"
     weights: str = "float32"           # "float32" | "int8" (per-channel) | "int4" (group-wise)
-    group_size: int = 128              # int4 group size (32, 64, 128; smaller if K needs it)
+    # weight group size along K (32, 64, 128; smaller per layer if K needs it). int4: None
+    # means 128; int8: None means one scale per output channel, a size makes it group-wise
+    group_size: int | None = None
     tuning_db: str | None = None       # x86: an `llmc tune` directory (the pipeline's option)
+    # x86: kernels that are small at batch 1 (norms, RoPE, adds: not the GEMVs or attention)
+    # run on one thread; False parallelizes every kernel (for comparisons)
+    serial_small_kernels: bool = True
 
 
 def _entry(graph, name: str, options: LLMCompileOptions, progress: Callable[[str], None]):
@@ -55,7 +62,9 @@ def _entry(graph, name: str, options: LLMCompileOptions, progress: Callable[[str
     graph.verify()
     graph, _report = run_passes(graph, level=options.opt_level)
     progress(f"{name}: {len(graph.nodes)} nodes after passes, building")
-    result = backend.build(graph, **_backend_options(options, graph))
+    extra = {"small_dims": ("batch",)} if options.target == "x86" and \
+        options.serial_small_kernels else {}
+    result = backend.build(graph, **_backend_options(options, graph), **extra)
     with tempfile.TemporaryDirectory(prefix="llmc-llm-") as tmp:
         lib_path = os.path.join(tmp, f"{name}.so")
         try:
@@ -94,6 +103,15 @@ def compile_llm(spec, options: LLMCompileOptions | None = None,
         raise LlmcError(f"weight precision {options.weights!r} is not available for LLMs; use "
                         f"one of {', '.join(WEIGHT_PRECISIONS)} (weight-only: activations "
                         "stay float32)")
+    if options.target not in LLM_TARGETS:
+        raise LlmcError(f"target {options.target!r} cannot run LLMs; use one of "
+                        f"{', '.join(LLM_TARGETS)}")
+    if options.target == "cuda" and options.weights != "float32":
+        raise LlmcError(f"{options.weights} weights are x86-only for now (the CUDA backend has "
+                        "no weight-only quantized kernels); use --weights float32 on cuda")
+    if options.group_size is not None and options.weights == "float32":
+        raise LlmcError(f"a weight group size ({options.group_size}) needs int8 or int4 weights "
+                        "(--weights int8|int4)")
     max_ctx = options.max_context or min(spec.max_position, 2048)
     if spec.sliding_window and max_ctx > spec.sliding_window:
         raise LlmcError(f"{spec.source}: max context {max_ctx} exceeds the model's sliding "
@@ -116,12 +134,12 @@ def compile_llm(spec, options: LLMCompileOptions | None = None,
         if options.weights == "int4":
             from llmc.passes.int4 import quantize_int4
 
-            graph, qinfo = quantize_int4(graph, group_size=options.group_size)
+            graph, qinfo = quantize_int4(graph, group_size=options.group_size or 128)
             quant_layers = qinfo["layers"]
         elif options.weights == "int8":
             from llmc.passes.int8_weight_only import quantize_int8_wo
 
-            graph, qinfo = quantize_int8_wo(graph)
+            graph, qinfo = quantize_int8_wo(graph, group_size=options.group_size)
             quant_layers = qinfo["layers"]
         lib, entry, params, backend, result = _entry(graph, kind, options, progress)
         renamed = []
@@ -154,6 +172,7 @@ def compile_llm(spec, options: LLMCompileOptions | None = None,
         "llm": {**spec.config_dict(), "max_context": int(max_ctx), "kv_dtype": options.kv_dtype,
                 "weights": options.weights,
                 "quantized_layers": sum(1 for q in quant_layers if q["precision"] != "float32"),
+                "layer_precisions": {q["name"]: q["precision"] for q in quant_layers},
                 "tokenizer": TOKENIZER if spec.tokenizer_json else None},
         "compile_seconds": round(time.perf_counter() - t0, 3),
     }

@@ -18,7 +18,8 @@ def cmd_compile_llm(args: argparse.Namespace) -> int:
     from .llm import LLMCompileOptions, compile_llm_to_file
 
     out = args.output or (os.path.splitext(os.path.basename(args.model.rstrip("/")))[0] + ".llmc")
-    options = LLMCompileOptions(target=args.target, mcpu=args.mcpu, opt_level=args.opt_level,
+    options = LLMCompileOptions(target=args.target, mcpu=args.mcpu, arch=args.arch,
+                                opt_level=args.opt_level,
                                 max_context=args.max_context, kv_dtype=args.kv_dtype,
                                 weights=args.weights, group_size=args.group_size)
     progress = (lambda m: None) if args.quiet else (lambda m: print(f"  {m}", file=sys.stderr,
@@ -72,7 +73,10 @@ def add_subcommands(sub) -> None:
     c = sub.add_parser("compile-llm", help="compile a Hugging Face decoder-only LLM (directory "
                        "with config.json + safetensors, or a .gguf file) into a .llmc artifact")
     c.add_argument("model", help="model directory or .gguf file")
-    c.add_argument("--target", default="x86", help="x86 (default)")
+    c.add_argument("--target", default="x86", choices=["x86", "cuda"],
+                   help="x86 (default) or cuda (float32 weights)")
+    c.add_argument("--arch", default=None, help="CUDA GPU (sm_80..sm_90; default: this "
+                   "machine's GPU, else sm_80)")
     c.add_argument("--mcpu", default=None, help="x86 CPU to build for (default: this machine's)")
     c.add_argument("-o", "--output", help="artifact path (default: NAME.llmc)")
     c.add_argument("-O", dest="opt_level", default="O3", choices=["O0", "O1", "O2", "O3"],
@@ -83,10 +87,12 @@ def add_subcommands(sub) -> None:
                    help="KV-cache precision (default float32)")
     c.add_argument("--weights", default="float32", choices=["float32", "int8", "int4"],
                    help="linear-layer weight precision: float32 (default), int8 (weight-only, "
-                        "symmetric per output channel) or int4 (group-wise weight-only, "
-                        "asymmetric)")
-    c.add_argument("--group-size", type=int, default=128, choices=[32, 64, 128],
-                   help="int4 group size along K (default 128)")
+                        "symmetric per output channel, or per group with --group-size) or int4 "
+                        "(group-wise weight-only, asymmetric)")
+    c.add_argument("--group-size", type=int, default=None, choices=[32, 64, 128],
+                   help="weight group size along K (smaller per layer if K needs it): int4 "
+                        "default 128; int8 default per output channel, a size makes it "
+                        "group-wise (one scale per group and channel)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_compile_llm)
 

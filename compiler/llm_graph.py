@@ -5,18 +5,23 @@ Entry-point signatures (``L`` layers, ``H`` query heads, ``KV`` key/value heads,
 - ``prefill(input_ids int64[batch, seq], positions int64[batch, seq],
   mask float32[batch, 1, seq, seq])`` ->
   ``logits float32[batch, vocab]`` (last position only), ``k_i, v_i kv[batch, KV, seq, E]``.
-- ``decode(input_ids int64[batch, 1], positions int64[batch, 1], mask float32[batch, 1, 1, past],
-  past_k_i, past_v_i kv[batch, KV, past, E])`` -> ``logits``, ``k_i, v_i kv[batch, KV, 1, E]``.
+- ``decode(input_ids int64[batch, 1], positions int64[batch, 1], mask float32[batch, 1, 1, kv_len],
+  k_cache_i, v_cache_i kv[batch, KV, max_ctx, E])`` -> ``logits``, ``k_i, v_i kv[batch, KV, 1, E]``;
+  the step writes its new K/V rows into the caches at row ``kv_len - 1`` (in place).
 
 Why these choices:
-- The KV cache is owned by the runtime (preallocated to the max context): the graphs take the
-  past rows as inputs and return only the new rows, so one compiled decode serves every context
-  length (``past`` is symbolic) and the graph never holds state.
+- The KV cache is owned by the runtime (preallocated to the max context, persistent tensors):
+  decode takes the caches as inputs, writes the new rows into them (``kv_cache_write``, which
+  the backend calls in place) and attends over their first ``kv_len`` rows (``attention``'s
+  ``kv_length``), so a step copies no cache row at all, and one compiled decode serves every
+  context length (``kv_len`` and ``max_ctx`` are symbolic). The new rows are also returned
+  (a few hundred bytes) for runtimes that keep the cache elsewhere (the paged cache) and for
+  the reference interpreter, whose semantics are functional.
 - The mask is an additive float input built by the runtime: it carries both causality and left
   padding of a batch, so batching needs no other mechanism. ``-1e9`` (finite) rather than
   ``-inf`` keeps padded rows NaN-free (their K/V rows enter the cache; NaN there would poison
-  every later step even when masked). The decode mask covers the past only; the new token always
-  sees itself (a zero column is concatenated in the graph), so no input has an expression shape.
+  every later step even when masked). The decode mask covers the past and the new token
+  (``kv_len`` = past + 1 columns, the last one 0).
 - Positions are an input (not derived from ``past``) so left-padded rows get their own RoPE /
   learned positions, exactly as transformers' generate computes them from the attention mask.
 - Prefill computes logits for the last position only (the LM head is the largest matmul).
@@ -115,13 +120,11 @@ def _weights(spec: "LLMSpecLike", g: Graph, n_pos: int) -> dict[str, str]:
 
 
 def _rope(b: _B, x: str, cos: str, sin: str, e: int) -> str:
-    """x * cos + rotate_half(x) * sin on [batch, heads, seq, E] (transformers' convention)."""
-    shp = b.shape(x)
-    x1 = b.slice(x, 3, 0, e // 2)
-    x2 = b.slice(x, 3, e // 2, e)
-    rot = b.op("concat", [b.op("neg", [x2]), x1], axis=3)
-    del shp
-    return b.op("add", [b.op("mul", [x, cos]), b.op("mul", [rot, sin])])
+    """x * cos + rotate_half(x) * sin on [batch, heads, seq, E] (transformers' convention).
+
+    One ``rope`` op (one kernel) instead of slice, slice, neg, concat, mul, mul, add."""
+    del e  # the op reads E from x
+    return b.op("rope", [x, cos, sin])
 
 
 def _attention_matmul(b: _B, q: str, k: str, v: str, mask: str, batch, H: int, KV: int, s, E: int
@@ -157,19 +160,18 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
         raise ValueError(kind)
     g = Graph(f"{spec.model_type or spec.arch}_{kind}")
     b = _B(g)
-    batch, seq, past = D.sym("batch"), D.sym("seq"), D.sym("past")
+    batch, seq = D.sym("batch"), D.sym("seq")
+    kv_len, max_ctx = D.sym("kv_len"), D.sym("max_ctx")
     s = seq if kind == "prefill" else 1
     ids = g.add_input("input_ids", "int64", [batch, s])
     pos = g.add_input("positions", "int64", [batch, s])
-    mask = g.add_input("mask", "float32", [batch, 1, s, seq if kind == "prefill" else past])
+    mask = g.add_input("mask", "float32", [batch, 1, s, seq if kind == "prefill" else kv_len])
     L, H, KV, E = spec.num_layers, spec.num_heads, spec.num_kv_heads, spec.head_dim
-    past_kv = []
+    caches = []
     if kind == "decode":
         for i in range(L):
-            past_kv.append((g.add_input(f"past_k_{i}", kv_dtype, [batch, KV, past, E]),
-                            g.add_input(f"past_v_{i}", kv_dtype, [batch, KV, past, E])))
-        zero = b.op("full", [], shape=[batch, 1, 1, 1], value=0.0, dtype="float32")
-        mask = b.op("concat", [mask, zero], axis=3)
+            caches.append((g.add_input(f"k_cache_{i}", kv_dtype, [batch, KV, max_ctx, E]),
+                           g.add_input(f"v_cache_{i}", kv_dtype, [batch, KV, max_ctx, E])))
     W = _weights(spec, g, int(max_position or spec.max_position))
     Dm = spec.hidden_size
     outs_kv: list[str] = []
@@ -182,23 +184,18 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
             vn = b.op("cast", [v], to=kv_dtype)
         outs_kv.extend([kn, vn])
         if kind == "decode":
-            pk, pv = past_kv[i]
+            # the new rows go into the cache (in place in the compiled step) and attention
+            # reads the cache's first kv_len rows, in the cache's dtype: a float16 row is read
+            # rounded whether it is new or old
+            kc, vc = g.add_node("kv_cache_write", [*caches[i], k, v], {"offset": kv_len - 1},
+                                num_outputs=2)
+            a = b.op("attention", [q, kc, vc, mask], scale=None, is_causal=False,
+                     kv_length=kv_len)
+        else:
             if kv_dtype != "float32":
-                pk = b.op("cast", [pk], to="float32")
-                pv = b.op("cast", [pv], to="float32")
-                # round the new rows the way the cache will hold them, so every step sees the
-                # same values whether a row is new or cached
                 k = b.op("cast", [kn], to="float32")
                 v = b.op("cast", [vn], to="float32")
-            k = b.op("concat", [pk, k], axis=2)
-            v = b.op("concat", [pv, v], axis=2)
-        elif kv_dtype != "float32":
-            k = b.op("cast", [kn], to="float32")
-            v = b.op("cast", [vn], to="float32")
-        if kind == "prefill":
             a = _attention_matmul(b, q, k, v, mask, batch, H, KV, s, E)
-        else:
-            a = b.op("attention", [q, k, v, mask], scale=None, is_causal=False)
         a = b.transpose(a, [0, 2, 1, 3])
         return b.reshape(a, [batch, s, H * E])
 

@@ -1,7 +1,8 @@
 """Algebraic simplification: identities removed, chains merged, activation formulas recognized.
 
 Exporters spell many things the long way: ``x + 0`` and ``x * 1`` left over from folding,
-casts to the dtype a value already has, transpose after transpose, reshape after reshape,
+casts to the dtype a value already has, transpose after transpose, a transpose moving only
+size-1 axes (a reshape), reshape after reshape,
 ``0.5*x*(1+erf(x/sqrt(2)))`` for GELU, ``x*sigmoid(x)`` for SiLU, divisions by constants.
 Each rule here is guarded by an exact type check (dtype and provably equal shape), so a
 rewrite never changes broadcasting; rules run to a fixed point.
@@ -167,6 +168,13 @@ def _transpose(ctx: _Ctx, n: Node):
     if inner is not None:
         p1 = list(inner.attrs["perm"])
         return ("mutate", "transpose", [inner.inputs[0]], {"perm": [p1[i] for i in perm]})
+    shape = ctx.g.types[n.inputs[0]].shape
+    moved = [a for a in perm if shape[a] != 1]
+    if moved == sorted(moved):
+        # only size-1 axes move (decode's [b, 1, heads, E] -> [b, heads, 1, E]): the memory
+        # order is unchanged, so it is a reshape (a free view) instead of a copy kernel
+        return ("mutate", "reshape", [n.inputs[0]],
+                {"shape": list(ctx.g.types[n.outputs[0]].shape)})
     return None
 
 

@@ -1,15 +1,19 @@
 """KV caches for :mod:`llmc.runtime.llm`: preallocated (contiguous) or paged (blocks + table).
 
 Both hold, per layer and K/V, the rows the prefill and every decode step produced, and hand the
-decode entry the filled prefix as ``[batch, kv_heads, past, head_dim]`` arrays (the compiled
-graph is stateless and takes the past as plain inputs).
+decode entry its cache inputs ``[batch, kv_heads, >= past + 1, head_dim]`` (``step_inputs``);
+the compiled step writes its new row at position ``past`` of those inputs.
 
-- :class:`ContiguousKVCache`: one ``[batch, kv_heads, max_context, head_dim]`` buffer per layer
-  and K/V, allocated up front (memory = batch x max_context whatever the prompts).
+- :class:`ContiguousKVCache`: one ``[batch, kv_heads, max_context, head_dim]`` tensor per layer
+  and K/V, allocated up front (memory = batch x max_context whatever the prompts). The step
+  gets these very tensors and writes into them: nothing is copied per step. On the CPU the
+  tensors are TVM-allocated (aligned as TVM requires) and numpy views them through DLPack.
 - :class:`PagedKVCache`: a pool of blocks of ``block_size`` tokens per layer and K/V and a block
   table per row; a block is allocated when a row first writes into it, and the left padding of
   a shorter prompt in a batch gets no block (its rows read as zeros, which the mask hides). So a
-  batch of prompts of different lengths holds only the blocks its real tokens use.
+  batch of prompts of different lengths holds only the blocks its real tokens use. Each step
+  gathers the blocks into dense inputs (a copy: the compiled kernels read dense caches) and
+  stores the step's returned rows into the blocks.
 """
 from __future__ import annotations
 
@@ -19,26 +23,54 @@ import numpy as np
 
 
 class ContiguousKVCache:
-    """Preallocated ``[batch, kv_heads, max_context, head_dim]`` buffers (2 per layer)."""
+    """Preallocated ``[batch, kv_heads, max_context, head_dim]`` tensors (2 per layer)."""
+
+    needs_rows = False   # the decode step writes its rows into these tensors itself
 
     def __init__(self, n_buffers: int, batch: int, kv_heads: int, head_dim: int,
-                 max_context: int, dtype) -> None:
-        self.buffers = [np.zeros((batch, kv_heads, max_context, head_dim), dtype)
-                        for _ in range(n_buffers)]
+                 max_context: int, dtype, device=None) -> None:
+        import tvm.runtime
+
+        self._tvm = tvm.runtime
+        self._device = device if device is not None else tvm.runtime.cpu(0)
+        shape = (batch, kv_heads, max_context, head_dim)
+        dt = str(np.dtype(dtype))
+        self._on_cpu = self._device.dlpack_device_type() == tvm.runtime.cpu(0).dlpack_device_type()
+        if self._on_cpu:
+            self.tensors = [tvm.runtime.empty(shape, dt, self._device) for _ in range(n_buffers)]
+            self.buffers = [np.from_dlpack(t) for t in self.tensors]
+            for b in self.buffers:
+                b[...] = 0   # masked positions are multiplied by 0: they must not hold NaN
+        else:   # a device cache: filled on the host, uploaded once before the first step
+            self.buffers = [np.zeros(shape, dtype) for _ in range(n_buffers)]
+            self.tensors = None
 
     def write_prompt(self, rows: Sequence[np.ndarray], starts: np.ndarray) -> None:
         """The prefill's rows ``[batch, kv, P, hd]`` (``starts``: first real token per row)."""
         P = rows[0].shape[2]
         for buf, row in zip(self.buffers, rows):
             buf[:, :, :P] = row
+        if not self._on_cpu:
+            self.tensors = None
+
+    def step_inputs(self, past: int) -> list:
+        """The decode step's cache inputs: the tensors themselves (written in place)."""
+        if self.tensors is None:
+            self.tensors = [self._tvm.tensor(b, self._device) for b in self.buffers]
+        return self.tensors
 
     def append(self, rows: Sequence[np.ndarray], pos: int) -> None:
-        """One decode step's rows ``[batch, kv, 1, hd]`` at cache position ``pos``."""
+        """One decode step's rows ``[batch, kv, 1, hd]`` at cache position ``pos`` (for
+        callers that ran the step on copies; :meth:`step_inputs` callers need not)."""
         for buf, row in zip(self.buffers, rows):
             buf[:, :, pos:pos + 1] = row
+        if not self._on_cpu:
+            self.tensors = None
 
     def past(self, n: int) -> list[np.ndarray]:
-        """The first ``n`` positions of every buffer (views)."""
+        """The first ``n`` positions of every buffer."""
+        if not self._on_cpu and self.tensors is not None:
+            return [t.numpy()[:, :, :n] for t in self.tensors]
         return [buf[:, :, :n] for buf in self.buffers]
 
     @property
@@ -106,6 +138,12 @@ class PagedKVCache:
             b = self._block(r, blk)
             for pool, row in zip(self.pools, rows):
                 pool[b, :, off] = row[r, :, 0]
+
+    needs_rows = True   # the step runs on gathered copies: its rows are stored by append
+
+    def step_inputs(self, past: int) -> list[np.ndarray]:
+        """Dense ``[batch, kv, past + 1, hd]`` gathered copies (the step writes row ``past``)."""
+        return self.past(past + 1)
 
     def past(self, n: int) -> list[np.ndarray]:
         """Dense ``[batch, kv, n, hd]`` copies of the first ``n`` positions (gathered blocks)."""

@@ -3,10 +3,11 @@
 Imports the TVM runtime and numpy only (``tokenizers``, a small Rust wheel without torch, is used
 for text in and out when it is installed; token ids work without it).
 
-The KV cache: one numpy buffer per layer and K/V, ``[batch, kv_heads, max_context, head_dim]``,
-allocated once per ``generate`` call. Prefill returns the prompt's K/V rows, each decode step one
-row per layer; the runtime writes them into the buffers and passes the filled prefix
-``[:, :, :past]`` to the next step. A batch of prompts is left-padded: the additive mask hides the
+The KV cache: one tensor per layer and K/V, ``[batch, kv_heads, max_context, head_dim]``,
+allocated once per ``generate`` call (on the CPU a TVM tensor that numpy sees through DLPack,
+so no copy either way). Prefill returns the prompt's K/V rows, which the runtime writes into the
+cache; each decode step gets the whole cache tensors and writes its own new rows in place
+(``kv_cache_write``), so a step moves no cache bytes between host and kernels. A batch of prompts is left-padded: the additive mask hides the
 padding and positions count real tokens only (as transformers does), so every row's tokens are
 those it would get alone. ``generate(..., kv_cache="paged")`` keeps the cache in blocks instead
 (:mod:`llmc.runtime.kv_cache`: a block table per row, blocks allocated as rows fill them).
@@ -45,10 +46,16 @@ class _Entry:
         self.tvm = tvm_rt
         self.device = device
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        tensors = [self.tvm.tensor(np.require(a, requirements="C"), self.device) for a in arrays]
+    def run(self, *arrays) -> list:
+        """Call the entry on numpy arrays (copied to the device) or TVM tensors (passed as
+        they are: the decode step writes into the KV cache tensors); raw TVM outputs."""
+        tensors = [a if isinstance(a, self.tvm.Tensor) else
+                   self.tvm.tensor(np.require(a, requirements="C"), self.device) for a in arrays]
         out = self.main(*tensors, *self.params)
-        return [o.numpy() for o in (list(out) if not hasattr(out, "numpy") else [out])]
+        return list(out) if not hasattr(out, "numpy") else [out]
+
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        return [o.numpy() for o in self.run(*arrays)]
 
 
 class LLM:
@@ -79,6 +86,12 @@ class LLM:
         self._device = tvm.runtime.device(device, 0)
         dev_w: dict[str, object] = {}
         self._entries = {}
+        dec_inputs = [i.get("name") for i in manifest["entry_points"].get("decode", {})
+                      .get("inputs", [])]
+        if "k_cache_0" not in dec_inputs:
+            raise ArtifactError(f"{where}: built by an older llmc (its decode entry takes the "
+                                "past rows, not the KV cache): recompile it with "
+                                "`llmc compile-llm`")
         for name in ("prefill", "decode"):
             ep = manifest["entry_points"][name]
             lib = members.get(ep["library"])
@@ -125,9 +138,19 @@ class LLM:
         return out[0], out[1:]
 
     def decode(self, input_ids: np.ndarray, positions: np.ndarray, mask: np.ndarray,
-               past: Sequence[np.ndarray]):
-        """Run one decode step over the cached prefix ``past`` (views are fine)."""
-        out = self._entries["decode"](input_ids, positions, mask, *past)
+               caches: Sequence):
+        """Run one decode step: ``mask`` [batch, 1, 1, past + 1]; ``caches`` the 2 x layers
+        KV caches [batch, kv_heads, >= past + 1, head_dim] (k_0, v_0, k_1, ...). The step
+        writes its new rows at position ``past`` of the caches when they are TVM tensors (a
+        :class:`~llmc.runtime.kv_cache.ContiguousKVCache`'s ``tensors``); numpy arrays are
+        copied, so only the returned rows [batch, kv_heads, 1, head_dim] carry the new rows.
+        Returns (logits [batch, vocab], rows)."""
+        past = int(np.shape(mask)[-1]) - 1
+        for c in caches:
+            if len(c.shape) != 4 or int(c.shape[2]) <= past:
+                raise InputError(f"a KV cache of shape {tuple(c.shape)} has no row {past} for "
+                                 f"this step (the mask covers {past + 1} positions)")
+        out = self._entries["decode"](input_ids, positions, mask, *caches)
         return out[0], out[1:]
 
     # ----------------------------------------------------------------- generate
@@ -194,7 +217,8 @@ class LLM:
         shape = (2 * self.num_layers, B, self.kv_heads, self.head_dim, self.max_context,
                  self.kv_dtype)
         cache = (PagedKVCache(*shape, block_size=int(block_size)) if kv_cache == "paged"
-                 else ContiguousKVCache(*shape))
+                 else ContiguousKVCache(*shape, device=self._device))
+        step = self._entries["decode"]
         cache.write_prompt(rows, np.array([P - len(p) for p in prompts]))
         past = P
         next_pos = positions[:, -1] + 1
@@ -215,10 +239,13 @@ class LLM:
             if done.all() or steps + 1 >= max_new_tokens:
                 break
             valid[:, past] = True
-            dmask = np.where(valid[:, None, None, :past], np.float32(0), MASK_MIN).astype(np.float32)
-            logits, rows = self.decode(tok.astype(np.int64)[:, None], next_pos[:, None], dmask,
-                                       cache.past(past))
-            cache.append(rows, past)
+            dmask = np.where(valid[:, None, None, :past + 1], np.float32(0),
+                             MASK_MIN).astype(np.float32)
+            res = step.run(tok.astype(np.int64)[:, None], next_pos[:, None], dmask,
+                           *cache.step_inputs(past))
+            logits = res[0].numpy()
+            if cache.needs_rows:   # a cache the step does not write itself (paged)
+                cache.append([o.numpy() for o in res[1:]], past)
             past += 1
             next_pos = next_pos + 1
             steps += 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import tvm
@@ -62,7 +63,8 @@ def _codegen_target(target: dict) -> dict:
     return {**target, "fast-math-reassoc": True}
 
 
-def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str, tuned=None):
+def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str, tuned=None,
+                small_dims: Sequence[str] = ()):
     """Schedule every kernel for a CPU and ``tvm.compile`` the module: (executable, schedules).
 
     Shared by the x86, arm64 and systolic (host part) backends; any TVM failure becomes a
@@ -70,7 +72,7 @@ def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str, tuned=No
     """
     try:
         # every op is already a call_tir except R.reshape, which the VM lowers to a view
-        mod, used = schedule_module(mod, lanes, tuned)
+        mod, used = schedule_module(mod, lanes, tuned, small_dims)
         with tvm.transform.PassContext(opt_level=3):
             ex = tvm.compile(mod, tvm.target.Target(_codegen_target(target)),
                              relax_pipeline=_relax_pipeline())
@@ -82,11 +84,13 @@ def compile_cpu(mod: tvm.IRModule, target: dict, lanes: int, what: str, tuned=No
     return ex, used
 
 
-def build(graph: Graph, *, mcpu: str | None = None, tuning_db: str | None = None) -> BuildResult:
+def build(graph: Graph, *, mcpu: str | None = None, tuning_db: str | None = None,
+          small_dims: Sequence[str] = ()) -> BuildResult:
     """Compile ``graph`` for this host's CPU (or ``mcpu``) once, for all values of its symbols.
 
     ``tuning_db``: a `llmc tune` directory; its records replace a kernel's default schedule
-    where they measured faster for this target.
+    where they measured faster for this target. ``small_dims``: symbols that stay small at
+    run time (an LLM's batch): kernels that are small when they are 1 run single-threaded.
     """
     target = host_target(mcpu)
     rm = build_relax(graph)
@@ -95,7 +99,8 @@ def build(graph: Graph, *, mcpu: str | None = None, tuning_db: str | None = None
         from .tune import TunedSchedules
         tuned = TunedSchedules(tuning_db, target).lookup
     ex, used = compile_cpu(rm.mod, target, vector_lanes(target),
-                           f"graph {graph.name!r}: TVM build for {target['mcpu']}", tuned)
+                           f"graph {graph.name!r}: TVM build for {target['mcpu']}", tuned,
+                           small_dims)
     return BuildResult(ex, rm.param_names, rm.input_names, rm.output_names, target,
                        sorted(used), dict(rm.params), used, len(rm.kernels))
 

@@ -33,7 +33,9 @@ unscheduled function, so a build never fails because of scheduling.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
+from typing import Iterable
 
 import tvm
 from tvm import s_tir, tirx
@@ -43,23 +45,66 @@ log = logging.getLogger(__name__)
 _DATA_PAR = 0
 
 
-def schedule_module(mod: tvm.IRModule, lanes: int = 16, tuned=None
-                    ) -> tuple[tvm.IRModule, dict[str, str]]:
+def schedule_module(mod: tvm.IRModule, lanes: int = 16, tuned=None,
+                    small_dims: Iterable[str] = ()) -> tuple[tvm.IRModule, dict[str, str]]:
     """Schedule every PrimFunc of ``mod``; returns the module and name -> schedule used.
 
     ``tuned(func) -> (func, how) | None`` (backends/x86/tune.py) may supply a tuned schedule
     that measured faster than the default; None keeps the default.
+    ``small_dims``: symbols known to stay small at run time (an LLM's batch); a kernel whose
+    buffers are small when those are 1 runs on one thread (see :func:`serialize_small`).
     """
     used: dict[str, str] = {}
+    small = frozenset(small_dims)
     for gv, func in list(mod.functions.items()):
         if not isinstance(func, tirx.PrimFunc):
             continue
         kind = str(func.attrs["llmc_kind"]) if func.attrs and "llmc_kind" in func.attrs \
             else "injective"
-        new, how = (tuned(func) if tuned else None) or schedule_func(func, kind, lanes)
+        serial = bool(small) and _small_work(func, small)
+        token = _SERIAL.set(serial)
+        try:
+            new, how = (tuned(func) if tuned else None) or schedule_func(func, kind, lanes)
+        finally:
+            _SERIAL.reset(token)
+        if serial:
+            how += "+serial"
         mod[gv] = new
         used[gv.name_hint] = how
     return mod, used
+
+
+SMALL_WORK_ELEMENTS = 1 << 15   # below this many buffer elements a fork/join costs more
+
+
+def _small_work(func: tirx.PrimFunc, small: frozenset) -> bool:
+    """All of the kernel's parameter buffers together hold fewer than SMALL_WORK_ELEMENTS
+    elements when the ``small`` symbols are 1 (any other symbolic dim counts as large)."""
+    total = 0
+    for param in func.params:   # buffer parameters carry their shape; scalars have none
+        n = 1
+        for d in getattr(param, "shape", None) or ():
+            if isinstance(d, tirx.IntImm):
+                n *= int(d)
+            elif getattr(d, "name", None) not in small:
+                return False
+        total += n
+    return total < SMALL_WORK_ELEMENTS
+
+
+_SERIAL = contextvars.ContextVar("llmc_serial_kernel", default=False)
+
+
+def parallel(sch: s_tir.Schedule, loop) -> None:
+    """``sch.parallel(loop)``, except in a kernel too small to share (see ``small_dims``).
+
+    Why: a decode step runs hundreds of kernels of a few thousand elements (norms, RoPE,
+    residual adds, the KV write); each parallel loop is a fork/join of the thread pool that
+    costs more than the work, and on a loaded machine a descheduled worker stalls the whole
+    step. Measured on SmolLM2 decode: see docs/llm.md.
+    """
+    if not _SERIAL.get():
+        sch.parallel(loop)
 
 
 def schedule_func(func: tirx.PrimFunc, kind: str, lanes: int = 16) -> tuple[tirx.PrimFunc, str]:
@@ -70,11 +115,14 @@ def schedule_func(func: tirx.PrimFunc, kind: str, lanes: int = 16) -> tuple[tirx
                "fused_attention": _sched_fused_attention,
                "fused_reduction": _sched_rowwise,
                "conv_nchwc": _sched_conv_nchwc, "pool_nchwc": _sched_pool_nchwc,
-               "fused_conv_epilogue": _sched_conv_epilogue}.get(kind)
+               "fused_conv_epilogue": _sched_conv_epilogue,
+               "kv_write": _sched_serial_copy}.get(kind)
     if kind.startswith("quant_"):  # quantized kernels: backends/x86/schedule_quant.py
         from .schedule_quant import schedule_quant
         special = lambda sch, lanes: schedule_quant(sch, kind, lanes)  # noqa: E731
     attempts = ([(kind, special)] if special else []) + [("generic", _sched_generic)]
+    if kind == "attention":  # the one-kernel schedule first; the staged one if it does not apply
+        attempts.insert(0, ("fused_attention", _sched_fused_attention))
     for name, fn in attempts:
         sch = s_tir.Schedule(tvm.IRModule({"main": func}))
         try:
@@ -84,6 +132,10 @@ def schedule_func(func: tirx.PrimFunc, kind: str, lanes: int = 16) -> tuple[tirx
             continue
         return sch.mod["main"], name
     return func, "none"
+
+
+def _sched_serial_copy(sch: s_tir.Schedule, lanes: int) -> None:
+    """A copy of a few rows (the KV cache write): one thread, as written."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -166,7 +218,7 @@ def _parallel_vectorize(sch: s_tir.Schedule, block, lanes: int) -> None:
         return
     ext = _loop_extent(sch, fused)
     if ext is None or ext > 1:
-        sch.parallel(fused)
+        parallel(sch, fused)
 
 
 def _parallel_reduction(sch: s_tir.Schedule, block) -> None:
@@ -177,7 +229,7 @@ def _parallel_reduction(sch: s_tir.Schedule, block) -> None:
     fused = sch.fuse(*loops[:ns]) if ns > 1 else loops[0]
     ext = _loop_extent(sch, fused)
     if ext is None or ext > 1:
-        sch.parallel(fused)
+        parallel(sch, fused)
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -240,7 +292,7 @@ def _packed_tile(sch: s_tir.Schedule, blk, mtile: int, kunroll: int) -> None:
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, io)
     fused = sch.fuse(jo, io)
-    sch.parallel(fused)
+    parallel(sch, fused)
     sch.unroll(ki)
     if ii is not None:
         sch.unroll(ii)
@@ -272,7 +324,7 @@ def _matmul_block(sch: s_tir.Schedule, blk, lanes: int) -> None:
         sch.reverse_compute_at(acc, fused)
         if jext % lanes == 0:
             sch.vectorize(sch.split(sch.get_loops(acc)[-1], [None, lanes])[1])
-    sch.parallel(fused)
+    parallel(sch, fused)
     if jext is not None and jext % lanes == 0:
         jo, ji = sch.split(j, [None, lanes])
         sch.vectorize(ji)
@@ -292,7 +344,8 @@ def _sched_attention(sch: s_tir.Schedule, lanes: int) -> None:
     """scores = q k_t and out = p v as row-parallel matmuls; softmax stages generic."""
     _inline_cheap(sch)
     done = set()
-    for name in ("scores", "attn_out"):
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    for name in ("scores" if "scores" in names else "scores_dot", "attn_out"):
         _matmul_block(sch, sch.get_sblock(name), lanes)
         done |= {name, name + "_init"}
     for b in _blocks(sch):
@@ -320,7 +373,7 @@ def _sched_conv(sch: s_tir.Schedule, lanes: int) -> None:
     n, c = loops[0], loops[1]
     sp, red = loops[2:ns], loops[ns:]
     fused = sch.fuse(n, c)
-    sch.parallel(fused)
+    parallel(sch, fused)
     sch.reorder(*sp[:-1], *red, sp[-1])
     conv_name = sch.get(conv).name_hint
     sch.decompose_reduction(conv, red[0])
@@ -354,7 +407,7 @@ def _conv_nchwc_tile(sch: s_tir.Schedule, conv, max_reg: int = CONV_REG_W):
     oco, oc_i = sch.split(oc, [None, oci])
     sch.reorder(n, oco, oh, owo, ic, kh, kw, ib, oc_i, owi, ob)
     row = sch.fuse(n, oco, oh)
-    sch.parallel(row)
+    parallel(sch, row)
     sch.unroll(oc_i)
     sch.unroll(owi)
     sch.vectorize(ob)
@@ -409,7 +462,7 @@ def _sched_conv_nchwc(sch: s_tir.Schedule, lanes: int) -> None:
         # (measured: a separate pass beats padding per conv row computed at the row loop,
         # 7.5 vs 8.1 ms for the w64 CNN at batch 8 on one thread)
         n, c, h, w, i = sch.get_loops(sch.get_sblock("data_pad"))
-        sch.parallel(sch.fuse(n, c, h))
+        parallel(sch, sch.fuse(n, c, h))
         sch.vectorize(i)
 
 
@@ -420,7 +473,7 @@ def _sched_pool_nchwc(sch: s_tir.Schedule, lanes: int) -> None:
     n, c, h, w, i, r0, r1 = sch.get_loops(pool)
     sch.reorder(n, c, h, w, r0, r1, i)
     row = sch.fuse(n, c, h)
-    sch.parallel(row)
+    parallel(sch, row)
     names = {sch.get(b).name_hint for b in _blocks(sch)}
     for name in ("avg", "T_cast_out"):
         if name in names:
@@ -451,7 +504,7 @@ def _sched_conv_epilogue(sch: s_tir.Schedule, lanes: int) -> None:
         raise ValueError("conv without spatial dims")
     sp, red = loops[2:ns], loops[ns:]
     plane = sch.fuse(loops[0], loops[1])
-    sch.parallel(plane)
+    parallel(sch, plane)
     sch.reorder(*sp[:-1], *red, sp[-1])
     sch.decompose_reduction(conv, red[0])
     sch.reverse_compute_at(out, plane)
@@ -487,7 +540,7 @@ def _row_loop(sch: s_tir.Schedule, block):
         raise ValueError("no row loop")
     rows = loops[:ns - 1]
     fused = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-    sch.parallel(fused)
+    parallel(sch, fused)
     return fused
 
 
@@ -577,14 +630,17 @@ def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
     block_loop = None
     if kt is not None and len(rows) >= 2:
         # parallel over (batch*head, block of query rows): k^T of that head is built once per
-        # block (in cache) and shared by the block's rows
+        # block (in cache) and shared by the block's rows; one-row decode needs no block split
         lead = sch.fuse(*rows[:-1]) if len(rows) > 2 else rows[0]
-        qo, row = sch.split(rows[-1], [None, _ATTN_QBLOCK])
-        block_loop = sch.fuse(lead, qo)
-        sch.parallel(block_loop)
+        if _loop_extent(sch, rows[-1]) == 1:
+            block_loop, row = lead, rows[-1]
+        else:
+            qo, row = sch.split(rows[-1], [None, _ATTN_QBLOCK])
+            block_loop = sch.fuse(lead, qo)
+        parallel(sch, block_loop)
     else:
         row = sch.fuse(*rows) if len(rows) > 1 else rows[0]
-        sch.parallel(row)
+        parallel(sch, row)
     cext = _loop_extent(sch, c)
     if cext is not None and cext % lanes == 0:
         co, ci = sch.split(c, [None, lanes])
@@ -609,15 +665,17 @@ def _sched_fused_attention(sch: s_tir.Schedule, lanes: int) -> None:
     if kt is not None:
         _kt_at(sch, kt, block_loop if block_loop is not None else row)
         skip = skip + (kt,)
-    done = {sch.get(pv).name_hint, *(sch.get(b).name_hint for b in skip)}
-    sch.decompose_reduction(pv, j)
+    done = {sch.get(pv).name_hint, sch.get(pv).name_hint + "_update",
+            *(sch.get(b).name_hint for b in skip)}
+    sch.decompose_reduction(pv, j)   # renames pv to <name>_update: keep its loop order
     for b in _blocks(sch):
         name = sch.get(b).name_hint
         if name in done or name.endswith("_init"):
             continue
         if _is_reduction(sch, b):
             bl = sch.get_loops(b)
-            if len(bl) >= 2 and _n_spatial(sch, b) == len(sch.get(b).iter_vars) - 1 and \
+            if name != "scores_dot" and len(bl) >= 2 and \
+                    _n_spatial(sch, b) == len(sch.get(b).iter_vars) - 1 and \
                     any(int(iv.iter_type) != _DATA_PAR for iv in sch.get(b).iter_vars) and \
                     _loop_extent(sch, bl[-2]) != 1:
                 # the QK^T row: e outside the key loop, so the key loop runs over contiguous

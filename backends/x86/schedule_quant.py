@@ -21,7 +21,7 @@ import functools
 from tvm import s_tir
 
 from ..lowering import MTILE
-from .schedule import _blocks, _loop_extent, _parallel_vectorize
+from .schedule import _blocks, _loop_extent, _parallel_vectorize, parallel
 
 
 LLMC_VNNI_INTRIN = "llmc_dot_16x4_vnni"
@@ -158,7 +158,7 @@ def _sched_int8(sch: s_tir.Schedule, lanes: int) -> None:
     # no local cache: the intrinsic's C buffer must be global; the tile stays in L1 and
     # LLVM keeps it in registers across the K loop (noalias buffers; checked in the asm)
     fused = sch.fuse(no, mt)
-    sch.parallel(fused)
+    parallel(sch, fused)
     if (_loop_extent(sch, mi) or 0) > 1:
         sch.unroll(mi)
     if p > 1:
@@ -200,7 +200,7 @@ def _int4_tile(sch: s_tir.Schedule, blk, kunroll: int = 4):
     sch.reorder(jo, io, ko, ki, ii, ji)
     acc = sch.cache_write(blk, 0, "local")
     sch.reverse_compute_at(acc, io)
-    sch.parallel(jo)
+    parallel(sch, jo)
     sch.unroll(ki)
     sch.unroll(ii)
     sch.vectorize(ji)
@@ -229,7 +229,7 @@ def _int4_gemv(sch: s_tir.Schedule) -> None:
     ko, ki = sch.split(pk, [None, 2 if kext is not None and kext % 2 == 0 else 1])
     sch.unroll(ki)
     sch.vectorize(pj)
-    sch.parallel(jo)
+    parallel(sch, jo)
     sch.vectorize(ji)
     sch.vectorize(sch.get_loops(acc)[-1])
     init = sch.decompose_reduction(blk, g)

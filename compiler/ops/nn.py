@@ -461,24 +461,39 @@ def _attention_infer(in_types, attrs):
     q, k, v = in_types[:3]
     mask = in_types[3] if len(in_types) == 4 else None
     _need_float(q, "q")
-    _same_dtype([q, k, v], ["q", "k", "v"])
+    kv_length = attrs.get("kv_length")
+    if kv_length is None:
+        _same_dtype([q, k, v], ["q", "k", "v"])
+    else:  # a KV cache: k/v may be stored narrower (float16) and are read up to kv_length
+        _need_float(k, "k")
+        _same_dtype([k, v], ["k", "v"])
     if min(q.rank, k.rank, v.rank) < 2:
         raise ShapeError("q, k, v need rank >= 2")
     if _known_ne(q.shape[-1], k.shape[-1]):
         raise ShapeError(f"q and k embedding dims differ ({q.shape[-1]} vs {k.shape[-1]})")
     if _known_ne(k.shape[-2], v.shape[-2]):
         raise ShapeError(f"k and v sequence lengths differ ({k.shape[-2]} vs {v.shape[-2]})")
+    keys = k.shape[-2] if kv_length is None else kv_length
+    if isinstance(keys, int) and isinstance(k.shape[-2], int) and keys > k.shape[-2]:
+        raise ShapeError(f"kv_length {keys} exceeds the {k.shape[-2]} cached keys")
     lead, _ = _attn_shapes(q, k, v)
     if mask is not None:
         if mask.dtype != "bool" and mask.dtype != q.dtype:
             raise ShapeError(f"mask must be bool or {q.dtype}, got {mask.dtype}")
-        D.broadcast(lead + (q.shape[-2], k.shape[-2]), mask.shape, "attention mask")
+        D.broadcast(lead + (q.shape[-2], keys), mask.shape, "attention mask")
     return [TensorType(q.dtype, lead + (q.shape[-2], v.shape[-1]))]
 
 
 def _attention_ref(inputs, attrs):
     q0 = inputs[0]
-    q, k, v = (_w(t) for t in inputs[:3])
+    kv_length = attrs.get("kv_length")
+    k, v = inputs[1], inputs[2]
+    if kv_length is not None:  # the first kv_length rows of a cache, read in q's precision
+        if int(kv_length) > k.shape[-2]:
+            raise ShapeError(f"kv_length {int(kv_length)} exceeds the {k.shape[-2]} cached keys")
+        k = k[..., :int(kv_length), :].astype(q0.dtype)
+        v = v[..., :int(kv_length), :].astype(q0.dtype)
+    q, k, v = _w(q0), _w(k), _w(v)
     mask = inputs[3] if len(inputs) > 3 else None
     if q.ndim >= 3 and k.ndim >= 3 and k.shape[-3] not in (1, q.shape[-3]):
         rep = q.shape[-3] // k.shape[-3]

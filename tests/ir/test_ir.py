@@ -210,6 +210,8 @@ def test_every_op_infers_and_runs_on_a_small_case():
         "global_max_pool": [f[None]], "lrn": [f[None]], "acosh": [np.abs(f) + 1],
         "depth_to_space": [np.ones((1, 4, 2, 2), np.float32)],
         "space_to_depth": [np.ones((1, 1, 2, 2), np.float32)],
+        "rope": [f[:, :2], f[:1, :2], f[1:, :2]],  # E = 2; cos/sin broadcast
+        "kv_cache_write": [f[None, None]] * 2 + [f[None, None, :1]] * 2,  # cache 2 rows, E = 3
     }
     binary = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "equal", "less",
               "less_equal", "greater", "greater_equal"}
@@ -227,11 +229,12 @@ def test_every_op_infers_and_runs_on_a_small_case():
         "max_pool": {"kernel": [2]}, "avg_pool": {"kernel": [2]}, "lrn": {"size": 3},
         "layer_norm": {"axis": 1}, "rms_norm": {"axis": 1}, "mod": {"fmod": 0},
         "argmax": {"axis": 1}, "argmin": {"axis": 1}, "cumsum": {"axis": 1},
+        "kv_cache_write": {"offset": 1},
     }
     # Ops whose inputs are packed weights or subgraphs have their own tests:
     # fused -> tests/passes/test_fuse.py, qlinear_* -> tests/precision, systolic_* -> tests/systolic.
     own_tests = {"fused", "qlinear_int8", "qlinear_int4", "systolic_qconv2d", "systolic_linear_bf16",
-                 "qlinear_int8_wo",  # -> tests/llm/test_int8_weight_only.py
+                 "qlinear_int8_wo", "qlinear_int8_wo_grouped",  # -> tests/llm/test_int8_weight_only.py
                  "qconv2d_int8",  # -> tests/precision/test_quant_conv.py
                  "layout_transform", "conv2d_nchwc", "pool2d_nchwc"}  # -> tests/passes/test_layout.py
     for op in sorted(set(all_ops()) - own_tests):

@@ -77,8 +77,19 @@ def reference_greedy(prefill, decode, prompt: list[int], n: int, num_layers: int
     for t in range(n):
         want.append(int(np.argmax(o["logits"][0])))
         feed = {"input_ids": np.array([[want[-1]]]), "positions": np.array([[S + t]]),
-                "mask": np.zeros((1, 1, 1, S + t), np.float32),
-                **{"past_" + k: c for k, c in zip(names, cache)}}
+                "mask": np.zeros((1, 1, 1, S + t + 1), np.float32),
+                **decode_cache_feed(cache, num_layers)}
         o = run_reference(decode, feed)
         cache = [np.concatenate([c, o[k]], axis=2) for c, k in zip(cache, names)]
     return want
+
+
+def decode_cache_feed(cache: list, num_layers: int, spare: int = 1) -> dict:
+    """The decode entry's cache inputs for the reference interpreter: each cached prefix
+    ``[b, kv, past, hd]`` (k_0, v_0, k_1, ...) followed by ``spare`` free rows (the step
+    writes its new row at ``past``)."""
+    import numpy as np
+
+    names = [f"{kv}_cache_{i}" for i in range(num_layers) for kv in "kv"]
+    return {n: np.concatenate([c, np.zeros(c.shape[:2] + (spare,) + c.shape[3:], c.dtype)],
+                              axis=2) for n, c in zip(names, cache)}

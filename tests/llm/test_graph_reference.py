@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .llm_helpers import tiny_gpt2, tiny_llama
+from .llm_helpers import decode_cache_feed, tiny_gpt2, tiny_llama
 
 
 def _hf_logits(model, ids: np.ndarray, attn: np.ndarray | None = None) -> np.ndarray:
@@ -45,9 +45,8 @@ def _run_steps(model, prompt: list[int], extra: list[int], kv_dtype: str = "floa
     for t, tok in enumerate(extra):
         past = S + t
         feed = {"input_ids": np.array([[tok]]), "positions": np.array([[past]]),
-                "mask": np.zeros((1, 1, 1, past), np.float32)}
-        for i in range(L):
-            feed[f"past_k_{i}"], feed[f"past_v_{i}"] = cache[2 * i], cache[2 * i + 1]
+                "mask": np.zeros((1, 1, 1, past + 1), np.float32),
+                **decode_cache_feed(cache, L, spare=3)}
         o = run_reference(dec, feed)
         assert o[f"k_{0}"].shape[2] == 1
         cache = [np.concatenate([c, o[f"{kv}_{i}"]], axis=2)

@@ -90,6 +90,18 @@ def test_double_transpose_composes():
     assert ops(out) == {"reshape": 1, "transpose": 1, "neg": 1}
 
 
+@pytest.mark.parametrize("shape,perm,becomes", [
+    (("b", 1, 4, 8), [0, 2, 1, 3], "reshape"),      # decode's heads split: only the 1 moves
+    ((1, "b", 1, 8), [2, 1, 3, 0], "reshape"),
+    (("b", 2, 4, 8), [0, 2, 1, 3], "transpose"),     # near miss: two real axes swap
+    (("b", 1, "s", 8), [2, 1, 0, 3], "transpose"),   # symbolic axes may not be 1: they swap
+])
+def test_transpose_of_size_one_axes_is_a_reshape(shape, perm, becomes):
+    g = _one(lambda g, x: g.add_node("transpose", [x], {"perm": perm})[0], shape=shape)
+    out = check(g, passes=SIMPLIFY)
+    assert ops(out) == {becomes: 1, "neg": 1}
+
+
 def test_reshape_chain_becomes_one_reshape():
     def build(g, x):
         (a,) = g.add_node("reshape", [x], {"shape": [2, 2, 3]})

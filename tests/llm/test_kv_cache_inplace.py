@@ -1,0 +1,194 @@
+"""The decode step writes its K/V rows into the runtime's cache tensors (``kv_cache_write``,
+called in place) and attends over the first ``kv_len`` rows (``attention``'s ``kv_length``)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmc import dims as D
+from llmc.errors import ArtifactError, InputError, ShapeError
+from llmc.interpreter import run_reference
+from llmc.ir import Graph
+
+from .llm_helpers import decode_cache_feed
+
+
+def test_kv_cache_write_reference_casts_and_refuses_overflow():
+    g = Graph("w")
+    kc = g.add_input("kc", "float16", [1, 2, 5, 4])
+    vc = g.add_input("vc", "float16", [1, 2, 5, 4])
+    kr = g.add_input("kr", "float32", [1, 2, 2, 4])
+    vr = g.add_input("vr", "float32", [1, 2, 2, 4])
+    outs = g.add_node("kv_cache_write", [kc, vc, kr, vr], {"offset": 3}, num_outputs=2)
+    g.set_outputs(outs)
+    assert [g.types[o].dtype for o in outs] == ["float16", "float16"]
+    rng = np.random.default_rng(0)
+    feed = {"kc": np.zeros((1, 2, 5, 4), np.float16), "vc": np.ones((1, 2, 5, 4), np.float16),
+            "kr": rng.standard_normal((1, 2, 2, 4)).astype(np.float32),
+            "vr": rng.standard_normal((1, 2, 2, 4)).astype(np.float32)}
+    res = run_reference(g, feed)
+    k2, v2 = res[outs[0]], res[outs[1]]
+    np.testing.assert_array_equal(k2[:, :, 3:], feed["kr"].astype(np.float16))
+    np.testing.assert_array_equal(v2[:, :, :3], 1)
+    assert not feed["kc"].any()                     # the reference does not mutate its input
+    g2 = Graph("overflow")
+    ins = [g2.add_input(n, "float32", [1, 2, 5 if n.endswith("c") else 2, 4])
+           for n in ("kc", "vc", "kr", "vr")]
+    with pytest.raises(ShapeError, match="do not fit"):
+        g2.add_node("kv_cache_write", ins, {"offset": 4}, num_outputs=2)
+
+
+def _decode_attention_graph(kv_dtype: str) -> Graph:
+    """q [b, 4, 1, 8] attending over a [b, 2, max_ctx, 8] cache after writing one row."""
+    b, kv_len, ctx = D.sym("batch"), D.sym("kv_len"), D.sym("max_ctx")
+    g = Graph("decode_attention")
+    q = g.add_input("q", "float32", [b, 4, 1, 8])
+    kn = g.add_input("k_new", "float32", [b, 2, 1, 8])
+    vn = g.add_input("v_new", "float32", [b, 2, 1, 8])
+    mask = g.add_input("mask", "float32", [b, 1, 1, kv_len])
+    kc = g.add_input("k_cache", kv_dtype, [b, 2, ctx, 8])
+    vc = g.add_input("v_cache", kv_dtype, [b, 2, ctx, 8])
+    k2, v2 = g.add_node("kv_cache_write", [kc, vc, kn, vn], {"offset": kv_len - 1},
+                        num_outputs=2)
+    out = g.add_node("attention", [q, k2, v2, mask], {"kv_length": kv_len})
+    g.set_outputs(out)
+    g.verify()
+    return g
+
+
+@pytest.mark.parametrize("kv_dtype", ["float32", "float16"])
+def test_compiled_decode_attention_writes_the_cache_in_place(kv_dtype):
+    """x86: the cache tensors passed in hold the new row afterwards, the rows past kv_len are
+    never read (they hold NaN here), and the output equals the reference."""
+    import tvm
+
+    import llmc
+
+    g = _decode_attention_graph(kv_dtype)
+    art = llmc.compile(g, "x86")
+    entry = art.load()
+    rng = np.random.default_rng(1)
+    B, ctx = 2, 12
+    cache_np = [rng.standard_normal((B, 2, ctx, 8)).astype(kv_dtype) for _ in range(2)]
+    for past in (0, 5, ctx - 1):
+        feed = {"q": rng.standard_normal((B, 4, 1, 8)).astype(np.float32),
+                "k_new": rng.standard_normal((B, 2, 1, 8)).astype(np.float32),
+                "v_new": rng.standard_normal((B, 2, 1, 8)).astype(np.float32),
+                "mask": np.where(rng.random((B, 1, 1, past + 1)) < 0.2, -1e9, 0)
+                .astype(np.float32)}
+        feed["mask"][..., -1] = 0
+        for c in cache_np:
+            c[:, :, past + 1:] = np.nan              # never read
+        want = run_reference(g, {**feed, "k_cache": cache_np[0], "v_cache": cache_np[1]})
+        tensors = [tvm.runtime.tensor(c) for c in cache_np]
+        got = entry._call_main([tvm.runtime.tensor(feed[n]) for n in
+                                ("q", "k_new", "v_new", "mask")] + tensors)
+        np.testing.assert_allclose(got[0].numpy(), want[g.outputs[0]], rtol=1e-5, atol=1e-5)
+        for c, t, new in zip(cache_np, tensors, ("k_new", "v_new")):
+            now = t.numpy()
+            np.testing.assert_array_equal(now[:, :, past], feed[new][:, :, 0].astype(kv_dtype))
+            np.testing.assert_array_equal(now[:, :, :past], c[:, :, :past])
+            c[:, :, past] = now[:, :, past]
+
+
+def test_compiled_write_past_the_cache_end_is_an_error_not_a_crash():
+    import llmc
+
+    entry = llmc.compile(_decode_attention_graph("float32"), "x86").load()
+    z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    with pytest.raises(ArtifactError, match="do not fit the KV cache"):
+        entry.run(z(1, 4, 1, 8), z(1, 2, 1, 8), z(1, 2, 1, 8), z(1, 1, 1, 7), z(1, 2, 6, 8),
+                  z(1, 2, 6, 8))
+
+
+def test_runtime_cache_holds_the_reference_rows(llama_model, llama_llm):
+    """After generate, the contiguous cache (TVM tensors seen by numpy) holds the K/V rows
+    of the numpy reference of the same graphs: prompt rows and every decode step's row."""
+    from llmc.frontends.hf import from_transformers
+    from llmc.llm_graph import build_graph
+
+    spec = from_transformers(llama_model)
+    pre = build_graph(spec, "prefill", max_position=160)
+    dec = build_graph(spec, "decode", max_position=160)
+    prompt, new = [5, 7, 9, 11], 6
+    toks = llama_llm.generate(prompt, new, stop_tokens=[])
+    S, L = len(prompt), spec.num_layers
+    o = run_reference(pre, {"input_ids": np.array([prompt]), "positions": np.arange(S)[None],
+                            "mask": np.triu(np.full((S, S), -1e9, np.float32), 1)[None, None]})
+    cache = [o[f"{kv}_{i}"] for i in range(L) for kv in "kv"]
+    for t, tok in enumerate(toks[:-1]):
+        r = run_reference(dec, {"input_ids": np.array([[tok]]), "positions": np.array([[S + t]]),
+                                "mask": np.zeros((1, 1, 1, S + t + 1), np.float32),
+                                **decode_cache_feed(cache, L)})
+        cache = [np.concatenate([c, r[f"{kv}_{i}"]], axis=2)
+                 for c, (i, kv) in zip(cache, [(i, kv) for i in range(L) for kv in "kv"])]
+    got = llama_llm.last_cache.past(S + new - 1)
+    for a, b in zip(got, cache):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_decode_refuses_a_cache_without_room(llama_llm):
+    L = llama_llm.num_layers
+    caches = [np.zeros((1, llama_llm.kv_heads, 4, llama_llm.head_dim), np.float32)] * (2 * L)
+    with pytest.raises(InputError, match="has no row 4"):
+        llama_llm.decode(np.array([[1]]), np.array([[4]]), np.zeros((1, 1, 1, 5), np.float32),
+                         caches)
+
+
+def test_artifact_of_the_older_decode_signature_is_refused(llama_artifact):
+    from llmc.runtime.format import read_artifact
+    from llmc.runtime.llm import LLM
+
+    manifest, members = read_artifact(str(llama_artifact), "a")
+    for i in manifest["entry_points"]["decode"]["inputs"]:
+        i["name"] = i["name"].replace("k_cache_", "past_k_").replace("v_cache_", "past_v_")
+    with pytest.raises(ArtifactError, match="older llmc"):
+        LLM(manifest, members, "old.llmc")
+
+
+def _has_gpu() -> bool:
+    from llmc.backends.cuda import local_gpu_arch
+
+    return local_gpu_arch() is not None
+
+
+@pytest.fixture(scope="module")
+def cuda_llama(llama_model, tmp_path_factory):
+    """The tiny LLaMA compiled for CUDA (sm_80): both entries build, the cache write included."""
+    from .llm_helpers import compile_to
+
+    return compile_to(llama_model, tmp_path_factory.mktemp("cuda") / "llama_cuda.llmc",
+                      max_context=64, target="cuda", arch="sm_80")
+
+
+@pytest.mark.slow
+def test_llm_compiles_for_cuda_with_bound_kernels(cuda_llama):
+    from llmc.runtime.format import read_artifact
+
+    manifest, _ = read_artifact(str(cuda_llama), "a")
+    sched = manifest["target"]["schedules"]
+    assert manifest["target"]["gpu_arch"] == "sm_80"
+    assert sched["kv_cache_write"].startswith(("dlight.", "llmc.")), sched
+    assert all(v != "none" for v in sched.values()), sched
+
+
+def test_llm_cuda_refuses_quantized_weights_and_unknown_targets():
+    from llmc.errors import LlmcError
+    from llmc.llm import LLMCompileOptions, compile_llm
+
+    with pytest.raises(LlmcError, match="x86-only"):
+        compile_llm(None, LLMCompileOptions(target="cuda", weights="int8"))
+    with pytest.raises(LlmcError, match="cannot run LLMs"):
+        compile_llm(None, LLMCompileOptions(target="systolic"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_gpu(), reason="no CUDA GPU here: run on a GPU machine "
+                    "(bench/gpu_check.sh)")
+def test_llm_generates_on_gpu_like_cpu(cuda_llama, llama_llm):
+    from llmc.runtime.llm import load_llm
+
+    gpu = load_llm(cuda_llama)
+    prompt = [5, 7, 9, 11]
+    assert gpu.generate(prompt, 16, stop_tokens=[]) == llama_llm.generate(prompt, 16,
+                                                                         stop_tokens=[])
