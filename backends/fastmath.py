@@ -56,6 +56,14 @@ def fast_exp(x: tirx.PrimExpr) -> tirx.PrimExpr:
     return _bound(x, _exp)
 
 
+def fast_sigmoid(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """1 / (1 + exp(-x)) on the polynomial exp (SiLU in every LLaMA MLP; tirx.sigmoid is a
+    scalar libm exp per lane). exp(-x) -> inf for very negative x gives 0, NaN stays NaN."""
+    if _dtype(x) != _F32:
+        return tirx.sigmoid(x)
+    return _bound(x, lambda v: _c(1.0) / (_c(1.0) + _exp(-v)))
+
+
 def _exp(x: tirx.PrimExpr) -> tirx.PrimExpr:
     hi, lo = 88.72283, -86.5  # n + 126 stays in [1, 254]: a normal float, no overflow
     xc = tirx.max(tirx.min(x, _c(hi)), _c(lo))

@@ -24,7 +24,7 @@ from tvm import te, tirx, topi
 
 from ..errors import BackendError
 from ..ir import Node, TensorType
-from .fastmath import fast_erf, fast_exp, fast_tanh
+from .fastmath import fast_erf, fast_exp, fast_sigmoid, fast_tanh
 
 # ----------------------------------------------------------------------------- dims
 
@@ -269,7 +269,7 @@ _UNARY: dict[str, Callable] = {
     "rsqrt": lambda v, a, t: _one(v, _dt(v)) / tirx.sqrt(v),
     "reciprocal": lambda v, a, t: _one(v, _dt(v)) / v,
     "tanh": lambda v, a, t: tirx.tanh(v),
-    "sigmoid": lambda v, a, t: tirx.sigmoid(v),
+    "sigmoid": lambda v, a, t: fast_sigmoid(v),   # polynomial exp (backends/fastmath.py)
     "relu": lambda v, a, t: tirx.max(v, _c(0, _dt(v))),
     "erf": lambda v, a, t: tirx.erf(v),
     "sin": lambda v, a, t: tirx.sin(v),
@@ -294,7 +294,7 @@ _UNARY: dict[str, Callable] = {
     "softplus": lambda v, a, t: tirx.max(v, _c(0, _dt(v))) +
     tirx.log(_one(v, _dt(v)) + tirx.exp(-tirx.abs(v))),
     "softsign": lambda v, a, t: v / (_one(v, _dt(v)) + tirx.abs(v)),
-    "silu": lambda v, a, t: v * tirx.sigmoid(v),
+    "silu": lambda v, a, t: v * fast_sigmoid(v),
     "mish": lambda v, a, t: v * tirx.tanh(tirx.max(v, _c(0, _dt(v))) +
                                           tirx.log(_one(v, _dt(v)) + tirx.exp(-tirx.abs(v)))),
     "hard_swish": lambda v, a, t: v * tirx.max(_c(0, _dt(v)), tirx.min(

@@ -82,13 +82,21 @@ def _weights(spec: "LLMSpecLike", g: Graph, n_pos: int) -> dict[str, str]:
         for i in range(spec.num_layers):
             p = f"model.layers.{i}."
             add(f"l{i}.ln1", spec.w(p + "input_layernorm.weight"))
-            for n in ("q", "k", "v", "o"):
-                add(f"l{i}.{n}", spec.w(p + f"self_attn.{n}_proj.weight").T)
-                if spec.has(p + f"self_attn.{n}_proj.bias"):
-                    add(f"l{i}.{n}_b", spec.w(p + f"self_attn.{n}_proj.bias"))
+            # q, k and v (and gate and up) read the same activations: one matmul each over
+            # the weights concatenated along N (columns are independent, so this is exact,
+            # per-column int8/int4 scales included) streams them in one kernel
+            add(f"l{i}.qkv", np.concatenate(
+                [spec.w(p + f"self_attn.{n}_proj.weight").T for n in "qkv"], axis=1))
+            if spec.has(p + "self_attn.q_proj.bias"):
+                add(f"l{i}.qkv_b", np.concatenate(
+                    [spec.w(p + f"self_attn.{n}_proj.bias") for n in "qkv"]))
+            add(f"l{i}.o", spec.w(p + "self_attn.o_proj.weight").T)
+            if spec.has(p + "self_attn.o_proj.bias"):
+                add(f"l{i}.o_b", spec.w(p + "self_attn.o_proj.bias"))
             add(f"l{i}.ln2", spec.w(p + "post_attention_layernorm.weight"))
-            for n in ("gate", "up", "down"):
-                add(f"l{i}.{n}", spec.w(p + f"mlp.{n}_proj.weight").T)
+            add(f"l{i}.gate_up", np.concatenate(
+                [spec.w(p + f"mlp.{n}_proj.weight").T for n in ("gate", "up")], axis=1))
+            add(f"l{i}.down", spec.w(p + "mlp.down_proj.weight").T)
         add("norm", spec.w("model.norm.weight"))
         head = spec.w("model.embed_tokens.weight") if spec.tie_word_embeddings \
             else spec.w("lm_head.weight")
@@ -208,16 +216,18 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
         sin = b.op("unsqueeze", [b.op("gather", [W["rope_sin"], pos], axis=0)], axes=[1])
         for i in range(L):
             h = b.op("rms_norm", [x, W[f"l{i}.ln1"]], axis=2, epsilon=spec.norm_eps)
-            q = b.matmul(h, W[f"l{i}.q"], W.get(f"l{i}.q_b"))
-            k = b.matmul(h, W[f"l{i}.k"], W.get(f"l{i}.k_b"))
-            v = b.matmul(h, W[f"l{i}.v"], W.get(f"l{i}.v_b"))
+            qkv = b.matmul(h, W[f"l{i}.qkv"], W.get(f"l{i}.qkv_b"))
+            q, k, v = g.add_node("split", [qkv], {"axis": 2, "sizes": [H * E, KV * E, KV * E]},
+                                 num_outputs=3)
             q = _rope(b, heads(q, H), cos, sin, E)
             k = _rope(b, heads(k, KV), cos, sin, E)
             a = attend(i, q, k, heads(v, KV))
             x = b.op("add", [x, b.matmul(a, W[f"l{i}.o"], W.get(f"l{i}.o_b"))])
             h = b.op("rms_norm", [x, W[f"l{i}.ln2"]], axis=2, epsilon=spec.norm_eps)
-            gate = b.op("silu", [b.matmul(h, W[f"l{i}.gate"])])
-            up = b.matmul(h, W[f"l{i}.up"])
+            gate, up = g.add_node("split", [b.matmul(h, W[f"l{i}.gate_up"])],
+                                  {"axis": 2, "sizes": [spec.intermediate_size] * 2},
+                                  num_outputs=2)
+            gate = b.op("silu", [gate])
             x = b.op("add", [x, b.matmul(b.op("mul", [gate, up]), W[f"l{i}.down"])])
         last = b.slice(x, 1, s - 1, s) if kind == "prefill" and not all_logits else x
         h = b.op("rms_norm", [last, W["norm"]], axis=2, epsilon=spec.norm_eps)

@@ -1,4 +1,4 @@
-"""backends.fastmath: the vectorizable exp / erf / tanh against float64 references."""
+"""backends.fastmath: the vectorizable exp / erf / tanh / sigmoid against float64 references."""
 from __future__ import annotations
 
 import math
@@ -58,6 +58,16 @@ def test_odd_functions_absolute_error(name, ref, lo, hi):
     assert np.all(np.abs(got) <= 1.0)
     special = _run(getattr(fastmath, name), np.float32([np.nan, np.inf, -np.inf] + [0.0] * 13))
     assert np.isnan(special[0]) and special[1] == 1.0 and special[2] == -1.0
+
+
+def test_sigmoid_error_and_special_values():
+    x = _grid(-100.0, 100.0)
+    want = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    got = _run(fastmath.fast_sigmoid, x)
+    assert np.max(np.abs(got - want)) < 3e-7
+    assert np.max(np.abs(got - want)[want > 1e-30] / want[want > 1e-30]) < 1e-6
+    special = _run(fastmath.fast_sigmoid, np.float32([np.nan, np.inf, -np.inf] + [0.0] * 13))
+    assert np.isnan(special[0]) and special[1] == 1.0 and special[2] == 0.0 and special[3] == 0.5
 
 
 def test_other_dtypes_keep_the_intrinsic():
