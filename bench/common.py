@@ -56,3 +56,14 @@ def print_table(rows: list[dict], peers: list[str], base: str = "onnxruntime") -
         cells += [f"{r['llmc'] / r[p]:.2f}x" if r.get(p) and r.get("llmc") else "n/a"
                   for p in peers if p != "llmc"]
         print(" | ".join(cells))
+
+
+def read_bandwidth_gbs(threads: int, repeat: int = 10, n: int = 64 << 20) -> float:
+    """Read-only streaming bandwidth: a sum over a 256 MiB fp32 array (torch, ``threads``
+    threads), GB/s, median of ``repeat``. A GEMV (LLM decode) only reads its weights, so this
+    is its roof; a copy or triad also pays for writes."""
+    import torch
+
+    torch.set_num_threads(threads)
+    b = torch.ones(n)
+    return 4 * n / (median_ms(lambda: torch.sum(b), repeat) / 1e3) / 1e9

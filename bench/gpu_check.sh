@@ -80,9 +80,9 @@ fi
 cat "$RESULTS/env.txt"
 
 # ---------------------------------------------------------------- 2. tests
-log "running tests/backends/test_cuda.py"
+log "running tests/backends/test_cuda.py and the LLM-on-GPU test"
 # shellcheck disable=SC2086
-timeout "${TEST_TIMEOUT:-300}" python -m pytest tests/backends/test_cuda.py -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} \
+timeout "${TEST_TIMEOUT:-300}" python -m pytest tests/backends/test_cuda.py tests/llm/test_kv_cache_inplace.py -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} \
   > "$RESULTS/tests.txt" 2>&1
 TEST_RC=$?
 tail -5 "$RESULTS/tests.txt" | tee -a "$RESULTS/summary.txt"

@@ -8,8 +8,10 @@ once, so load changes hit all of them alike) and reports medians of:
 - decode ms/token (greedy, ``--new`` tokens after that prompt, timed per step inside the loop);
 - decode's fraction of the memory-bandwidth roofline: the bytes one decode step must read
   (every weight the step multiplies by, once; one row of a gather-only embedding table; the KV
-  cache at the mean context) x tokens/s, over this machine's copy bandwidth (numpy, 256 MiB
-  arrays: read + write bytes per second).
+  cache at the mean context) x tokens/s, over this machine's read-only stream bandwidth (a
+  torch sum over 256 MiB with the same thread count: decode reads its weights and writes
+  almost nothing, so a copy's read + write bandwidth would be the wrong roof); numpy's copy
+  bandwidth is printed beside it.
 
 Peers: transformers ``generate`` (decode timed with a streamer between the first and the last
 new token); ONNX Runtime on the HF model's forward with ``past_key_values`` as explicit
@@ -32,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine, print_table  # noqa: E402
+from bench.common import fair_environment, machine, print_table, read_bandwidth_gbs  # noqa: E402
 
 
 
@@ -432,7 +434,8 @@ def main() -> int:
                 w.close()
             else:
                 workers.append(w)
-        bw = copy_bandwidth_gbs()
+        copy_bw = copy_bandwidth_gbs()
+        bw = read_bandwidth_gbs(THREADS)   # decode reads its weights: the read stream is its roof
         times = {w.info["ready"]: {"prefill": [], "decode": []} for w in workers}
         for _ in range(args.repeat):
             for w in workers:
@@ -460,7 +463,8 @@ def main() -> int:
 
     print(f"# SmolLM2-135M-Instruct, prompt {args.prompt_len} tokens, {args.new} new tokens, "
           f"median of {args.repeat} interleaved rounds, {THREADS} threads per engine")
-    print(f"# {machine()}; copy bandwidth {bw:.1f} GB/s; load average {load_start} (start), "
+    print(f"# {machine()}; read bandwidth {bw:.1f} GB/s (torch sum, the roof), copy "
+          f"{copy_bw:.1f} GB/s (numpy, read + write); load average {load_start} (start), "
           f"{load_end} (end)")
     peers = [n for n in infos if not n.startswith("llmc")]
     for missing in ("llama.cpp",):
@@ -491,7 +495,8 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "load_average": [load_start, load_end],
-                       "copy_bandwidth_gbs": bw, "threads": THREADS, "results": results,
+                       "read_bandwidth_gbs": bw, "copy_bandwidth_gbs": copy_bw,
+                       "threads": THREADS, "results": results,
                        "notes": notes}, fh, indent=1)
     return 0
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine  # noqa: E402
+from bench.common import fair_environment, machine, read_bandwidth_gbs  # noqa: E402
 
 THREADS = fair_environment()
 
@@ -66,14 +66,8 @@ def triad_gbs(rounds: int = 10, n: int = 64 << 20) -> float:
 
 
 def read_gbs(rounds: int = 10, n: int = 64 << 20) -> float:
-    """Read-only streaming bandwidth: a sum over a 256 MiB fp32 array (torch, all threads), GB/s.
-    A GEMV only reads its weights, so this is its roof; the triad also pays for writes."""
-    import torch
-
-    torch.set_num_threads(THREADS)
-    b = torch.ones(n)
-    t = interleaved({"read": lambda: torch.sum(b)}, rounds)["read"]
-    return 4 * n / t / 1e9
+    """Read-only streaming bandwidth (bench.common.read_bandwidth_gbs): the GEMV's roof."""
+    return read_bandwidth_gbs(THREADS, rounds, n)
 
 
 def measure_machine(rounds: int = 10) -> dict:

@@ -7,9 +7,9 @@ The KV cache: one tensor per layer and K/V, ``[batch, kv_heads, max_context, hea
 allocated once per ``generate`` call (on the CPU a TVM tensor that numpy sees through DLPack,
 so no copy either way). Prefill returns the prompt's K/V rows, which the runtime writes into the
 cache; each decode step gets the whole cache tensors and writes its own new rows in place
-(``kv_cache_write``), so a step moves no cache bytes between host and kernels. A batch of prompts is left-padded: the additive mask hides the
-padding and positions count real tokens only (as transformers does), so every row's tokens are
-those it would get alone. ``generate(..., kv_cache="paged")`` keeps the cache in blocks instead
+(``kv_cache_write``), so a step moves no cache bytes between host and kernels. A batch of
+prompts is left-padded: the additive mask hides the padding and positions count real tokens
+only (as transformers does), so every row's tokens are those it would get alone. ``generate(..., kv_cache="paged")`` keeps the cache in blocks instead
 (:mod:`llmc.runtime.kv_cache`: a block table per row, blocks allocated as rows fill them).
 """
 from __future__ import annotations

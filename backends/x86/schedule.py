@@ -52,7 +52,7 @@ def schedule_module(mod: tvm.IRModule, lanes: int = 16, tuned=None,
     ``tuned(func) -> (func, how) | None`` (backends/x86/tune.py) may supply a tuned schedule
     that measured faster than the default; None keeps the default.
     ``small_dims``: symbols known to stay small at run time (an LLM's batch); a kernel whose
-    buffers are small when those are 1 runs on one thread (see :func:`serialize_small`).
+    buffers are small when those are 1 runs on one thread (see :func:`parallel`).
     """
     used: dict[str, str] = {}
     small = frozenset(small_dims)

@@ -192,3 +192,26 @@ def test_llm_generates_on_gpu_like_cpu(cuda_llama, llama_llm):
     prompt = [5, 7, 9, 11]
     assert gpu.generate(prompt, 16, stop_tokens=[]) == llama_llm.generate(prompt, 16,
                                                                          stop_tokens=[])
+
+
+def test_small_kernels_of_a_decode_step_run_single_threaded():
+    """small_dims=("batch",): norms, RoPE, adds, the split and the KV write are built without
+    a parallel loop; the GEMVs (>= 32K weights) and attention (a symbolic cache) keep theirs."""
+    from llmc.backends.x86 import build
+    from llmc.frontends.hf import from_transformers
+    from llmc.llm_graph import build_graph
+    from llmc.passes import run_passes
+
+    from .llm_helpers import tiny_llama
+
+    model = tiny_llama(hidden_size=256, intermediate_size=512, num_hidden_layers=1,
+                       vocab_size=256)
+    g, _ = run_passes(build_graph(from_transformers(model), "decode", max_position=64),
+                      level="O3")
+    sched = build(g, small_dims=("batch",)).schedules
+    serial = {k for k, v in sched.items() if v.endswith("+serial")}
+    kinds = {k.rstrip("_0123456789") for k in serial}
+    assert {"rope", "fused_reduction", "split"} <= kinds, sched
+    assert not any(k.startswith(("matmul", "attention")) for k in serial), sched
+    assert sched["kv_cache_write"] == "kv_write"
+    assert not any(v.endswith("+serial") for v in build(g).schedules.values())
