@@ -117,7 +117,7 @@ def test_int8_artifact_generates_like_its_reference_and_close_to_fp32(llama_mode
     llm = load_llm(compile_to(llama_model, tmp_path / "int8.llmc", max_context=64,
                               weights="int8"))
     assert llm.manifest["llm"]["weights"] == "int8"
-    assert llm.manifest["llm"]["quantized_layers"] == 2 * 7 + 1
+    assert llm.manifest["llm"]["quantized_layers"] == 2 * 4 + 1   # qkv, o, gate_up, down + head
     prompt, n = [5, 7, 9, 11, 3], 16
     got = llm.generate(prompt, n, stop_tokens=[])
     spec = from_transformers(llama_model)
@@ -303,8 +303,8 @@ def test_grouped_int8_artifact_generates_like_its_reference(llama_model, tmp_pat
     llm = load_llm(compile_to(llama_model, tmp_path / "int8g.llmc", max_context=64,
                               weights="int8", group_size=32))
     cfg = llm.manifest["llm"]
-    assert cfg["weights"] == "int8" and cfg["quantized_layers"] == 2 * 7 + 1
-    assert len(cfg["layer_precisions"]) == 2 * 7 + 1      # one entry per linear layer
+    assert cfg["weights"] == "int8" and cfg["quantized_layers"] == 2 * 4 + 1
+    assert len(cfg["layer_precisions"]) == 2 * 4 + 1      # one entry per linear layer
     assert set(cfg["layer_precisions"].values()) == {"int8/g32"}
     prompt, n = [5, 7, 9, 11, 3], 12
     got = llm.generate(prompt, n, stop_tokens=[])
