@@ -559,6 +559,8 @@ def _attention(ins, attrs, ctx):
     """softmax(q k^T * scale + mask) v, decomposed into TE stages (GQA by head index)."""
     q, k, v = ins[:3]
     mask = ins[3] if len(ins) > 3 else None
+    # an int8 KV cache: codes times one scale per key row (applied to the score and to p)
+    k_scale, v_scale = (ins[4], ins[5]) if len(ins) > 5 else (None, None)
     dt = ctx.out_dtype()
     acc = _acc_dtype(dt)
     oshape = ctx.out_shape()
@@ -613,6 +615,8 @@ def _attention(ins, attrs, ctx):
 
     def masked(*idx):
         val = _ld(s, *idx)
+        if k_scale is not None:
+            val = val * _ld(k_scale, *kv_index(k_scale, list(idx[:-2])), idx[-1], 0)
         if sc is not None:
             val = val * _c(sc, acc)
         else:
@@ -632,11 +636,33 @@ def _attention(ins, attrs, ctx):
     def pv(*idx):
         lead, i, c = list(idx[:-2]), idx[-2], idx[-1]
         vi = kv_index(v, lead) + [j, c]
-        return te.sum(_ld(p, *lead, i, j) * _ld(v, *vi).astype(acc), axis=j)
+        pj = _ld(p, *lead, i, j)
+        if v_scale is not None:
+            pj = pj * _ld(v_scale, *kv_index(v_scale, lead), j, 0)
+        return te.sum(pj * _ld(v, *vi).astype(acc), axis=j)
     out = te.compute(oshape, pv, name="attn_out")
     if acc != dt:
         out = te.compute(oshape, lambda *i: _ld(out, *i).astype(dt), name="T_cast_out")
     return [out]
+
+
+@lower("quantize_rows_int8", kind="reduce")
+def _quantize_rows_int8(ins, attrs, ctx):
+    """Per-row symmetric int8 (the int8 KV cache): amax over the last axis, then codes."""
+    x = ins[0]
+    shape = list(x.shape)
+    r = te.reduce_axis((0, shape[-1]), "r")
+    amax = te.compute(shape[:-1], lambda *i: te.max(tirx.abs(_ld(x, *i, r).astype("float32")),
+                                                     axis=r), name="row_amax")
+    scale = te.compute(shape[:-1] + [1], lambda *i: _ld(amax, *i[:-1]) / _c(127.0, "float32"),
+                       name="row_scale")
+
+    def code(*i):
+        sc = _ld(scale, *i[:-1], 0)
+        safe = tirx.Select(sc > _c(0.0, "float32"), sc, _c(1.0, "float32"))
+        q = tirx.nearbyint(_ld(x, *i).astype("float32") / safe)
+        return tirx.max(tirx.min(q, _c(127.0, "float32")), _c(-127.0, "float32")).astype("int8")
+    return [te.compute(shape, code, name="row_codes"), scale]
 
 
 # ----------------------------------------------------------------------------- softmax / norms

@@ -25,7 +25,7 @@ from .errors import BackendError, LlmcError
 from .llm_graph import build_graph
 
 TOKENIZER = "tokenizer.json"
-KV_DTYPES = ("float32", "float16")
+KV_DTYPES = ("float32", "float16", "int8")
 WEIGHT_PRECISIONS = ("float32", "int8", "int4")
 LLM_TARGETS = ("x86", "cuda")
 

@@ -83,8 +83,9 @@ def add_subcommands(sub) -> None:
                    help="optimization level (default O3)")
     c.add_argument("--max-context", type=int, default=None,
                    help="longest prompt + generation (default: min(model max, 2048))")
-    c.add_argument("--kv-dtype", default="float32", choices=["float32", "float16"],
-                   help="KV-cache precision (default float32)")
+    c.add_argument("--kv-dtype", default="float32", choices=["float32", "float16", "int8"],
+                   help="KV-cache precision (default float32; int8: one scale per token and "
+                        "head)")
     c.add_argument("--weights", default="float32", choices=["float32", "int8", "int4"],
                    help="linear-layer weight precision: float32 (default), int8 (weight-only, "
                         "symmetric per output channel, or per group with --group-size) or int4 "

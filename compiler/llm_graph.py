@@ -8,6 +8,10 @@ Entry-point signatures (``L`` layers, ``H`` query heads, ``KV`` key/value heads,
 - ``decode(input_ids int64[batch, 1], positions int64[batch, 1], mask float32[batch, 1, 1, kv_len],
   k_cache_i, v_cache_i kv[batch, KV, max_ctx, E])`` -> ``logits``, ``k_i, v_i kv[batch, KV, 1, E]``;
   the step writes its new K/V rows into the caches at row ``kv_len - 1`` (in place).
+- ``kv_dtype="int8"``: K/V rows are stored as int8 codes with one float32 scale per row
+  (``quantize_rows_int8``): decode also takes ``k_scale_cache_i, v_scale_cache_i
+  float32[batch, KV, max_ctx, 1]`` after each layer's two caches, and both entries also return
+  ``k_scale_i, v_scale_i`` after ``k_i, v_i``; attention reads codes x scales.
 
 Why these choices:
 - The KV cache is owned by the runtime (preallocated to the max context, persistent tensors):
@@ -178,8 +182,11 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
     caches = []
     if kind == "decode":
         for i in range(L):
-            caches.append((g.add_input(f"k_cache_{i}", kv_dtype, [batch, KV, max_ctx, E]),
-                           g.add_input(f"v_cache_{i}", kv_dtype, [batch, KV, max_ctx, E])))
+            caches.append([g.add_input(f"k_cache_{i}", kv_dtype, [batch, KV, max_ctx, E]),
+                           g.add_input(f"v_cache_{i}", kv_dtype, [batch, KV, max_ctx, E])])
+            if kv_dtype == "int8":   # one float32 scale per cached row (token, head)
+                caches[-1] += [g.add_input(f"{n}_scale_cache_{i}", "float32",
+                                           [batch, KV, max_ctx, 1]) for n in "kv"]
     W = _weights(spec, g, int(max_position or spec.max_position))
     Dm = spec.hidden_size
     outs_kv: list[str] = []
@@ -187,20 +194,31 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
     def attend(i: int, q: str, k: str, v: str) -> str:
         """q [b,H,s,E], k/v [b,KV,s,E] (new rows) -> merged heads [b,s,H*E]; records new K/V."""
         kn, vn = k, v
-        if kv_dtype != "float32":
+        scales: list[str] = []
+        if kv_dtype == "int8":   # codes + one scale per row (quantize_rows_int8)
+            kn, ks = g.add_node("quantize_rows_int8", [k], {}, num_outputs=2)
+            vn, vs = g.add_node("quantize_rows_int8", [v], {}, num_outputs=2)
+            scales = [ks, vs]
+        elif kv_dtype != "float32":
             kn = b.op("cast", [k], to=kv_dtype)
             vn = b.op("cast", [v], to=kv_dtype)
-        outs_kv.extend([kn, vn])
+        outs_kv.append([kn, vn, *scales])
         if kind == "decode":
             # the new rows go into the cache (in place in the compiled step) and attention
-            # reads the cache's first kv_len rows, in the cache's dtype: a float16 row is read
-            # rounded whether it is new or old
-            kc, vc = g.add_node("kv_cache_write", [*caches[i], k, v], {"offset": kv_len - 1},
-                                num_outputs=2)
-            a = b.op("attention", [q, kc, vc, mask], scale=None, is_causal=False,
+            # reads the cache's first kv_len rows, in the cache's dtype: a float16 or int8 row
+            # is read rounded whether it is new or old
+            off = {"offset": kv_len - 1}
+            rows = [kn, vn] if kv_dtype == "int8" else [k, v]
+            kc, vc = g.add_node("kv_cache_write", [*caches[i][:2], *rows], off, num_outputs=2)
+            extra = g.add_node("kv_cache_write", [*caches[i][2:], *scales], off,
+                               num_outputs=2) if scales else []
+            a = b.op("attention", [q, kc, vc, mask, *extra], scale=None, is_causal=False,
                      kv_length=kv_len)
         else:
-            if kv_dtype != "float32":
+            if kv_dtype == "int8":
+                k = b.op("mul", [b.op("cast", [kn], to="float32"), scales[0]])
+                v = b.op("mul", [b.op("cast", [vn], to="float32"), scales[1]])
+            elif kv_dtype != "float32":
                 k = b.op("cast", [kn], to="float32")
                 v = b.op("cast", [vn], to="float32")
             a = _attention_matmul(b, q, k, v, mask, batch, H, KV, s, E)
@@ -254,7 +272,7 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
                        [batch, s, spec.vocab_size] if all_logits else [batch, spec.vocab_size])
     named = [g.add_node("identity", [logits], {}, outputs=["logits"])[0]]
     for i in range(L):
-        named.append(g.add_node("identity", [outs_kv[2 * i]], {}, outputs=[f"k_{i}"])[0])
-        named.append(g.add_node("identity", [outs_kv[2 * i + 1]], {}, outputs=[f"v_{i}"])[0])
+        for val, name in zip(outs_kv[i], ("k", "v", "k_scale", "v_scale")):
+            named.append(g.add_node("identity", [val], {}, outputs=[f"{name}_{i}"])[0])
     g.set_outputs(named)
     return g

@@ -22,6 +22,19 @@ from typing import Sequence
 import numpy as np
 
 
+def buffer_specs(n_buffers: int, kv_heads: int, head_dim: int, length: int, dtype
+                 ) -> list[tuple[tuple, np.dtype]]:
+    """(shape after the batch/block axis, dtype) of every buffer, in the entry points' order:
+    k_0, v_0, k_1, ... ; an int8 cache adds each layer's float32 row scales after its K and V
+    (k_0, v_0, k_scale_0, v_scale_0, k_1, ...)."""
+    dt = np.dtype(dtype)
+    row = ((kv_heads, length, head_dim), dt)
+    if dt != np.int8:
+        return [row] * n_buffers
+    scale = ((kv_heads, length, 1), np.dtype(np.float32))
+    return [row, row, scale, scale] * (n_buffers // 2)
+
+
 class ContiguousKVCache:
     """Preallocated ``[batch, kv_heads, max_context, head_dim]`` tensors (2 per layer)."""
 
@@ -33,16 +46,17 @@ class ContiguousKVCache:
 
         self._tvm = tvm.runtime
         self._device = device if device is not None else tvm.runtime.cpu(0)
-        shape = (batch, kv_heads, max_context, head_dim)
-        dt = str(np.dtype(dtype))
+        specs = [((batch,) + shape, dt) for shape, dt in
+                 buffer_specs(n_buffers, kv_heads, head_dim, max_context, dtype)]
         self._on_cpu = self._device.dlpack_device_type() == tvm.runtime.cpu(0).dlpack_device_type()
         if self._on_cpu:
-            self.tensors = [tvm.runtime.empty(shape, dt, self._device) for _ in range(n_buffers)]
+            self.tensors = [tvm.runtime.empty(shape, str(dt), self._device)
+                            for shape, dt in specs]
             self.buffers = [np.from_dlpack(t) for t in self.tensors]
             for b in self.buffers:
                 b[...] = 0   # masked positions are multiplied by 0: they must not hold NaN
         else:   # a device cache: filled on the host, uploaded once before the first step
-            self.buffers = [np.zeros(shape, dtype) for _ in range(n_buffers)]
+            self.buffers = [np.zeros(shape, dt) for shape, dt in specs]
             self.tensors = None
 
     def write_prompt(self, rows: Sequence[np.ndarray], starts: np.ndarray) -> None:
@@ -94,8 +108,8 @@ class PagedKVCache:
         self.table = np.zeros((batch, self.max_blocks), np.int64)   # 0: not allocated
         self.used = 1
         cap = 1 + batch   # grows on demand
-        self.pools = [np.zeros((cap, kv_heads, self.block_size, head_dim), dtype)
-                      for _ in range(n_buffers)]
+        self.pools = [np.zeros((cap,) + shape, dt) for shape, dt in
+                      buffer_specs(n_buffers, kv_heads, head_dim, self.block_size, dtype)]
 
     @property
     def blocks_allocated(self) -> int:

@@ -456,13 +456,23 @@ def _attn_shapes(q, k, v):
 
 
 def _attention_infer(in_types, attrs):
-    if len(in_types) not in (3, 4) or any(t is None for t in in_types[:3]):
-        raise ShapeError("expects inputs (q, k, v, [mask])")
+    if len(in_types) not in (3, 4, 6) or any(t is None for t in in_types[:3]):
+        raise ShapeError("expects inputs (q, k, v, [mask], [k_scale, v_scale])")
     q, k, v = in_types[:3]
-    mask = in_types[3] if len(in_types) == 4 else None
+    mask = in_types[3] if len(in_types) >= 4 else None
     _need_float(q, "q")
     kv_length = attrs.get("kv_length")
-    if kv_length is None:
+    if len(in_types) == 6:   # an int8 KV cache: codes and one float32 scale per row
+        ks, vs = in_types[4:]
+        if k.dtype != "int8" or v.dtype != "int8" or ks is None or vs is None or \
+                ks.dtype != "float32" or vs.dtype != "float32":
+            raise ShapeError("scaled k/v must be int8 with float32 k_scale/v_scale")
+        for t, sc, name in ((k, ks, "k_scale"), (v, vs, "v_scale")):
+            if sc.rank != t.rank or not all(D.equal(a, b) for a, b in
+                                            zip(sc.shape, t.shape[:-1] + (1,))):
+                raise ShapeError(f"{name} {D.shape_str(sc.shape)} must be "
+                                 f"{D.shape_str(t.shape[:-1] + (1,))}")
+    elif kv_length is None:
         _same_dtype([q, k, v], ["q", "k", "v"])
     else:  # a KV cache: k/v may be stored narrower (float16) and are read up to kv_length
         _need_float(k, "k")
@@ -488,6 +498,9 @@ def _attention_ref(inputs, attrs):
     q0 = inputs[0]
     kv_length = attrs.get("kv_length")
     k, v = inputs[1], inputs[2]
+    if len(inputs) == 6:   # int8 codes x per-row scales
+        k = k.astype(q0.dtype) * inputs[4].astype(q0.dtype)
+        v = v.astype(q0.dtype) * inputs[5].astype(q0.dtype)
     if kv_length is not None:  # the first kv_length rows of a cache, read in q's precision
         if int(kv_length) > k.shape[-2]:
             raise ShapeError(f"kv_length {int(kv_length)} exceeds the {k.shape[-2]} cached keys")

@@ -71,25 +71,26 @@ def reference_greedy(prefill, decode, prompt: list[int], n: int, num_layers: int
     S = len(prompt)
     o = run_reference(prefill, {"input_ids": np.array([prompt]), "positions": np.arange(S)[None],
                                 "mask": np.triu(np.full((S, S), MASK_MIN, np.float32), 1)[None, None]})
-    names = [f"{kv}_{i}" for i in range(num_layers) for kv in "kv"]
+    names = prefill.outputs[1:]          # k_0, v_0, [k_scale_0, v_scale_0,] k_1, ...
     cache = [o[k] for k in names]
     want: list[int] = []
     for t in range(n):
         want.append(int(np.argmax(o["logits"][0])))
         feed = {"input_ids": np.array([[want[-1]]]), "positions": np.array([[S + t]]),
                 "mask": np.zeros((1, 1, 1, S + t + 1), np.float32),
-                **decode_cache_feed(cache, num_layers)}
+                **decode_cache_feed(cache, decode)}
         o = run_reference(decode, feed)
         cache = [np.concatenate([c, o[k]], axis=2) for c, k in zip(cache, names)]
     return want
 
 
-def decode_cache_feed(cache: list, num_layers: int, spare: int = 1) -> dict:
-    """The decode entry's cache inputs for the reference interpreter: each cached prefix
-    ``[b, kv, past, hd]`` (k_0, v_0, k_1, ...) followed by ``spare`` free rows (the step
-    writes its new row at ``past``)."""
+def decode_cache_feed(cache: list, decode, spare: int = 1) -> dict:
+    """The decode graph's cache inputs for the reference interpreter: each cached prefix
+    ``[b, kv, past, hd]`` (in the order of the prefill's row outputs: k_0, v_0, [k_scale_0,
+    v_scale_0,] k_1, ...) followed by ``spare`` free rows (the step writes row ``past``)."""
     import numpy as np
 
-    names = [f"{kv}_cache_{i}" for i in range(num_layers) for kv in "kv"]
+    names = decode.inputs[3:]
+    assert len(names) == len(cache), (names, len(cache))
     return {n: np.concatenate([c, np.zeros(c.shape[:2] + (spare,) + c.shape[3:], c.dtype)],
                               axis=2) for n, c in zip(names, cache)}

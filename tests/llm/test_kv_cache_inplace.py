@@ -119,7 +119,7 @@ def test_runtime_cache_holds_the_reference_rows(llama_model, llama_llm):
     for t, tok in enumerate(toks[:-1]):
         r = run_reference(dec, {"input_ids": np.array([[tok]]), "positions": np.array([[S + t]]),
                                 "mask": np.zeros((1, 1, 1, S + t + 1), np.float32),
-                                **decode_cache_feed(cache, L)})
+                                **decode_cache_feed(cache, dec)})
         cache = [np.concatenate([c, r[f"{kv}_{i}"]], axis=2)
                  for c, (i, kv) in zip(cache, [(i, kv) for i in range(L) for kv in "kv"])]
     got = llama_llm.last_cache.past(S + new - 1)
@@ -215,3 +215,41 @@ def test_small_kernels_of_a_decode_step_run_single_threaded():
     assert not any(k.startswith(("matmul", "attention")) for k in serial), sched
     assert sched["kv_cache_write"] == "kv_write"
     assert not any(v.endswith("+serial") for v in build(g).schedules.values())
+
+
+@pytest.fixture(scope="module")
+def int8_kv_llama(llama_model, tmp_path_factory):
+    from .llm_helpers import compile_to
+
+    return compile_to(llama_model, tmp_path_factory.mktemp("kv8") / "llama_kv8.llmc",
+                      max_context=64, kv_dtype="int8")
+
+
+@pytest.mark.slow
+def test_int8_kv_cache_generates_like_its_reference(llama_model, int8_kv_llama, llama_llm):
+    """kv_dtype="int8": compiled greedy tokens = the numpy reference of the same graphs, for
+    the contiguous and the paged cache; the cache holds int8 codes and float32 row scales
+    (a quarter of the fp32 bytes plus 1/head_dim); tokens stay close to the fp32 cache's."""
+    from llmc.frontends.hf import from_transformers
+    from llmc.llm_graph import build_graph
+    from llmc.runtime.llm import load_llm
+
+    from .llm_helpers import reference_greedy
+
+    llm = load_llm(int8_kv_llama)
+    spec = from_transformers(llama_model)
+    pre = build_graph(spec, "prefill", kv_dtype="int8", max_position=64)
+    dec = build_graph(spec, "decode", kv_dtype="int8", max_position=64)
+    prompt, n = [5, 7, 9, 11, 3], 16
+    want = reference_greedy(pre, dec, prompt, n, spec.num_layers)
+    assert llm.generate(prompt, n, stop_tokens=[]) == want
+    cache = llm.last_cache
+    assert [b.dtype for b in cache.buffers[:4]] == [np.int8, np.int8, np.float32, np.float32]
+    assert cache.buffers[2].shape[-1] == 1
+    llama_llm.generate(prompt, 2, stop_tokens=[])
+    fp32_bytes = llama_llm.last_timings["kv_cache_bytes"] * 64 / llama_llm.max_context
+    hd = llm.head_dim                                  # int8 codes + one fp32 scale per row
+    assert cache.nbytes == fp32_bytes * (hd + 4) / (4 * hd)
+    assert llm.generate(prompt, n, stop_tokens=[], kv_cache="paged", block_size=4) == want
+    same = sum(a == b for a, b in zip(want, llama_llm.generate(prompt, n, stop_tokens=[])))
+    assert same >= n // 2, (want, same)
