@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import sympy
@@ -183,6 +183,26 @@ def flat_rows(x: te.Tensor):
             r = tirx.floordiv(r, d)
         return list(reversed(idx))
     return m, unravel
+
+
+class RowTiles(NamedTuple):
+    """How the weight-only kernels split the rows of ``x``: ``mfull`` rows in full tiles of
+    MTILE (the register-tiled GEMM; prefill) and the ``m - mfull`` tail (decode's GEMV);
+    ``has_full`` / ``has_tail`` are False only when a static M rules that part out."""
+    m: Any
+    unravel: Callable
+    mfull: Any
+    has_full: bool
+    has_tail: bool
+
+
+def row_tiles(x: te.Tensor) -> RowTiles:
+    """:func:`flat_rows` of ``x`` split into full MTILE-row tiles and a tail."""
+    m, unravel = flat_rows(x)
+    static_m = int(m) if isinstance(m, tirx.IntImm) else None
+    return RowTiles(m, unravel, tirx.floordiv(m, MTILE) * MTILE,
+                    static_m is None or static_m >= MTILE,
+                    static_m is None or static_m % MTILE != 0)
 
 
 def tile_rows_output(oshape, cp, ct, mfull, finish: Callable, name: str = "out") -> te.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, PACK, _ld, flat_rows, lower, tile_rows_output
+from .lowering import PACK, _ld, flat_rows, lower, row_tiles, tile_rows_output
 
 MT = 4  # GEMM rows per register tile of the int8 kernel
 NB, KB = 16, 4
@@ -153,11 +153,7 @@ def _qlinear_int4(ins, attrs, ctx):
     pw = int(w.shape[2])
     npad = int(w.shape[0]) * pw
     ng = k // g
-    m, unravel = flat_rows(x)
-    static_m = int(m) if isinstance(m, tirx.IntImm) else None
-    mfull = tirx.floordiv(m, MTILE) * MTILE
-    has_full = static_m is None or static_m >= MTILE
-    has_tail = static_m is None or static_m % MTILE != 0
+    m, unravel, mfull, has_full, has_tail = row_tiles(x)
 
     def xv(r, kk):
         return _ld(x, *unravel(r), kk).astype("float32")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from .lowering import MTILE, PACK, _ld, flat_rows, lower, tile_rows_output
+from .lowering import PACK, _ld, lower, row_tiles, tile_rows_output
 from .lowering_quant import _i64
 
 
@@ -31,11 +31,7 @@ def _qlinear_int8_wo(ins, attrs, ctx):
     k = int(attrs["k"])
     blk = int(w.shape[2])
     npad = w.shape[0] * blk
-    m, unravel = flat_rows(x)
-    static_m = int(m) if isinstance(m, tirx.IntImm) else None
-    mfull = tirx.floordiv(m, MTILE) * MTILE
-    has_full = static_m is None or static_m >= MTILE
-    has_tail = static_m is None or static_m % MTILE != 0
+    m, unravel, mfull, has_full, has_tail = row_tiles(x)
 
     def xv(r, kk):
         return _ld(x, *unravel(r), kk)
@@ -71,11 +67,7 @@ def _qlinear_int8_wo_grouped(ins, attrs, ctx):
     pw = int(w.shape[2])
     npad = int(w.shape[0]) * pw
     ng = k // g
-    m, unravel = flat_rows(x)
-    static_m = int(m) if isinstance(m, tirx.IntImm) else None
-    mfull = tirx.floordiv(m, MTILE) * MTILE
-    has_full = static_m is None or static_m >= MTILE
-    has_tail = static_m is None or static_m % MTILE != 0
+    m, unravel, mfull, has_full, has_tail = row_tiles(x)
 
     def xv(r, kk):
         return _ld(x, *unravel(r), kk).astype("float32")
