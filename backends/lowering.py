@@ -14,6 +14,8 @@ the scheduler what sort of kernel it is ("injective", "reduce", "matmul", "conv"
 """
 from __future__ import annotations
 
+import contextvars
+
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
@@ -185,6 +187,22 @@ def flat_rows(x: te.Tensor):
     return m, unravel
 
 
+# Symbols that stay small at run time (an LLM's batch, set by build_relax(small_dims=...)):
+# a matmul whose rows M depend only on them is a GEMV stack (decode), built without the
+# register-tiled full-tile stage, whose parallel loop would launch with nothing to do.
+SMALL_ROWS: contextvars.ContextVar = contextvars.ContextVar("llmc_small_rows",
+                                                            default=frozenset())
+
+
+def gemv_rows(m) -> bool:
+    """Rows M (a PrimExpr) are symbolic and made of :data:`SMALL_ROWS` symbols only."""
+    small = SMALL_ROWS.get()
+    if not small or isinstance(m, tirx.IntImm):
+        return False
+    names = {v.name for v in tirx.analysis.undefined_vars(m)}
+    return bool(names) and names <= small
+
+
 class RowTiles(NamedTuple):
     """How the weight-only kernels split the rows of ``x``: ``mfull`` rows in full tiles of
     MTILE (the register-tiled GEMM; prefill) and the ``m - mfull`` tail (decode's GEMV);
@@ -199,6 +217,8 @@ class RowTiles(NamedTuple):
 def row_tiles(x: te.Tensor) -> RowTiles:
     """:func:`flat_rows` of ``x`` split into full MTILE-row tiles and a tail."""
     m, unravel = flat_rows(x)
+    if gemv_rows(m):   # decode: every row is a GEMV row
+        return RowTiles(m, unravel, tirx.IntImm("int64", 0), False, True)
     static_m = int(m) if isinstance(m, tirx.IntImm) else None
     return RowTiles(m, unravel, tirx.floordiv(m, MTILE) * MTILE,
                     static_m is None or static_m >= MTILE,
@@ -552,10 +572,13 @@ def matmul_packed(a: te.Tensor, wp: te.Tensor, n: int) -> te.Tensor:
     m, K = a.shape
     blk = int(wp.shape[2])
     npad = wp.shape[0] * blk
-    static_m = int(m) if isinstance(m, tirx.IntImm) else None
-    mfull = tirx.floordiv(m, MTILE) * MTILE
-    has_full = static_m is None or static_m >= MTILE
-    has_tail = static_m is None or static_m % MTILE != 0
+    if gemv_rows(m):   # decode: no full tiles at all (see SMALL_ROWS)
+        mfull, has_full, has_tail = tirx.IntImm("int64", 0), False, True
+    else:
+        static_m = int(m) if isinstance(m, tirx.IntImm) else None
+        mfull = tirx.floordiv(m, MTILE) * MTILE
+        has_full = static_m is None or static_m >= MTILE
+        has_tail = static_m is None or static_m % MTILE != 0
     if has_full:
         k = te.reduce_axis((0, K), "k")
         cp = te.compute((mfull, npad),

@@ -13,6 +13,7 @@ weight is a 2-D float32 constant reads the packed weight too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from tvm import relax
@@ -90,8 +91,20 @@ def _plain_reads(graph: Graph, node: Node, packed: dict[str, str]) -> set[str]:
     return plain
 
 
-def build_relax(graph: Graph, *, pack_weights: bool = True) -> RelaxModule:
-    """Translate ``graph`` to a Relax module (unscheduled PrimFuncs tagged with their kind)."""
+def build_relax(graph: Graph, *, pack_weights: bool = True,
+                small_dims: Sequence[str] = ()) -> RelaxModule:
+    """Translate ``graph`` to a Relax module (unscheduled PrimFuncs tagged with their kind).
+
+    ``small_dims``: symbols that stay small at run time (an LLM's batch); matmuls whose rows
+    depend only on them are lowered as GEMVs (:data:`lowering.SMALL_ROWS`)."""
+    token = L.SMALL_ROWS.set(frozenset(small_dims))
+    try:
+        return _build_relax(graph, pack_weights)
+    finally:
+        L.SMALL_ROWS.reset(token)
+
+
+def _build_relax(graph: Graph, pack_weights: bool) -> RelaxModule:
     env = L.DimEnv()
     for name in graph.inputs:  # define symbols in input order (stable var creation)
         env.shape(graph.types[name].shape)

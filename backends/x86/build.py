@@ -93,7 +93,7 @@ def build(graph: Graph, *, mcpu: str | None = None, tuning_db: str | None = None
     run time (an LLM's batch): kernels that are small when they are 1 run single-threaded.
     """
     target = host_target(mcpu)
-    rm = build_relax(graph)
+    rm = build_relax(graph, small_dims=small_dims)
     tuned = None
     if tuning_db:
         from .tune import TunedSchedules

@@ -250,7 +250,25 @@ def _sched_matmul_packed(sch: s_tir.Schedule, lanes: int, mtile: int = 8, kunrol
         _packed_tile(sch, sch.get_sblock("matmul"), mtile, kunroll)
     if "matmul_tail" in names:  # absent when a static M is a multiple of the tile
         _packed_tile(sch, sch.get_sblock("matmul_tail"), 1, kunroll)
-    _parallel_vectorize(sch, sch.get_sblock("out"), lanes)
+    if "matmul" in names or not _into_gemv(sch, sch.get_sblock("out")):
+        _parallel_vectorize(sch, sch.get_sblock("out"), lanes)
+
+
+def _into_gemv(sch: s_tir.Schedule, out, writeback: str = "matmul_tail_local") -> bool:
+    """A GEMV-only kernel (decode: no full-tile stage): compute the output stage inside the
+    GEMV's parallel panel loop, from the register tile as it is written back, so the kernel
+    is one parallel region (one fork/join) instead of two."""
+    try:
+        sch.reverse_compute_inline(out)
+        return True
+    except Exception:  # ScheduleError: not a simple elementwise consumer of the tile
+        pass
+    try:
+        wb = sch.get_sblock(writeback)
+        sch.reverse_compute_at(out, sch.get_loops(wb)[0])
+        return True
+    except Exception:
+        return False
 
 
 GEMV_PANELS = 8  # weight panels one decode (M = 1) step reads side by side
@@ -523,13 +541,16 @@ def _sched_matmul_epilogue(sch: s_tir.Schedule, lanes: int, mtile: int = 8,
     if "matmul_tail" in names:
         _packed_tile(sch, sch.get_sblock("matmul_tail"), 1, kunroll)
     outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
+    gemv_only = "matmul" not in names
     for b in _blocks(sch):
         name = sch.get(b).name_hint
-        if name in outputs or _is_reduction(sch, b) or name.endswith("_init"):
+        if name in outputs or _is_reduction(sch, b) or name.endswith("_init") or \
+                (gemv_only and name == "matmul_tail_local"):   # _into_gemv's anchor
             continue
         sch.compute_inline(b)
     for b in sch.get_output_blocks(sch.get_sblock("root")):
-        _parallel_vectorize(sch, b, lanes)
+        if not gemv_only or not _into_gemv(sch, b):
+            _parallel_vectorize(sch, b, lanes)
 
 
 def _row_loop(sch: s_tir.Schedule, block):

@@ -21,7 +21,7 @@ import functools
 from tvm import s_tir
 
 from ..lowering import MTILE
-from .schedule import _blocks, _loop_extent, _parallel_vectorize, parallel
+from .schedule import _blocks, _into_gemv, _loop_extent, _parallel_vectorize, parallel
 
 
 LLMC_VNNI_INTRIN = "llmc_dot_16x4_vnni"
@@ -184,7 +184,8 @@ def _sched_int4(sch: s_tir.Schedule, lanes: int) -> None:
         sch.vectorize(jj)
     if "qmm4_tail" in names:  # absent when a static M is a multiple of the tile
         _int4_gemv(sch)
-    _parallel_vectorize(sch, sch.get_sblock("out"), lanes)
+    if "qmm4" in names or not _into_gemv(sch, sch.get_sblock("out"), "qmm4_tail_local"):
+        _parallel_vectorize(sch, sch.get_sblock("out"), lanes)
 
 
 def _int4_tile(sch: s_tir.Schedule, blk, kunroll: int = 4):

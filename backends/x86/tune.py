@@ -40,7 +40,7 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
-from ...errors import BackendError, InputError
+from ...errors import InputError
 from .schedule import _blocks, _is_reduction, _parallel_vectorize, schedule_func
 from .target import host_target, vector_lanes
 
@@ -72,7 +72,25 @@ def workload_mod(func: tirx.PrimFunc) -> tvm.IRModule:
     shares in place (measured with this TVM), which would corrupt the caller's kernel.
     """
     fresh = tvm.ir.load_json(tvm.ir.save_json(func))
-    return tvm.IRModule({"main": fresh.with_attr("global_symbol", "main")})
+    fresh = fresh.with_attr("global_symbol", "main")
+    # MetaSchedule's task scheduler estimates every task's FLOPs with a visitor that fails on
+    # a TIR Let (the erf of a fused GELU epilogue has one); a given "estimated_flops" skips it
+    return tvm.IRModule({"main": fresh.with_attr("estimated_flops", _reduction_flops(fresh))})
+
+
+def _reduction_flops(func: tirx.PrimFunc) -> int:
+    """2 x the iteration count of the blocks with a reduction axis (2*M*K*N for a matmul)."""
+    sch = s_tir.Schedule(tvm.IRModule({"main": tvm.ir.load_json(tvm.ir.save_json(func))}))
+    total = 0
+    for b in _blocks(sch):
+        blk = sch.get(b)
+        if any(iv.iter_type == tirx.IterVar.CommReduce for iv in blk.iter_vars):
+            n = 1
+            for iv in blk.iter_vars:
+                ext = iv.dom.extent
+                n *= int(ext) if isinstance(ext, tirx.IntImm) else 1
+            total += 2 * n
+    return max(1, total)
 
 
 def workload_key(func: tirx.PrimFunc) -> str:
@@ -188,18 +206,42 @@ class TunedSchedules:
 
 
 # ----------------------------------------------------------------------------- search space
-def _sampled_tile(sch: s_tir.Schedule, blk, rows: int, row_outer: bool) -> None:
-    """llmc's packed register tile with MetaSchedule decisions for its sizes.
+@dataclass(frozen=True)
+class PackedConfig:
+    """One point of the packed-matmul space (what a trace's decisions pick), for tests and
+    for naming the default: rows per tile, 32-wide panels per tile, K unroll, loop order, and
+    whether the epilogue runs per tile (on the tile just written, still in L1) or as llmc's
+    separate parallel pass over the whole output."""
+
+    rows: int = 8
+    panels: int = 1
+    kunroll: int = 4
+    row_outer: bool = False
+    epilogue_in_tile: bool = False
+
+
+DEFAULT_CONFIG = PackedConfig()  # llmc's schedule (backends/x86/schedule.py _packed_tile)
+
+
+def _sampled_tile(sch: s_tir.Schedule, blk, rows: int, row_outer: bool,
+                  fixed: PackedConfig | None = None):
+    """llmc's packed register tile with MetaSchedule decisions for its sizes (or the sizes of
+    ``fixed``); returns the fused parallel loop over tiles.
 
     N stays split by 32 (the packed panel width); the tile takes 1-4 panels, 1..16 rows, and
     K is unrolled by 1..8. ``row_outer`` swaps the parallel (panel, row-tile) loop order.
     """
+    def factors(loop, most: int, value: int | None):
+        if fixed is not None:
+            return [None, value]
+        return sch.sample_perfect_tile(loop, n=2, max_innermost_factor=most)
+
     i, j, k = sch.get_loops(blk)
     jo, ji = sch.split(j, [None, 32])
-    jo, jp = sch.split(jo, sch.sample_perfect_tile(jo, n=2, max_innermost_factor=4))
-    ko, ki = sch.split(k, sch.sample_perfect_tile(k, n=2, max_innermost_factor=8))
+    jo, jp = sch.split(jo, factors(jo, 4, fixed and fixed.panels))
+    ko, ki = sch.split(k, factors(k, 8, fixed and fixed.kunroll))
     if rows > 1:
-        io, ii = sch.split(i, sch.sample_perfect_tile(i, n=2, max_innermost_factor=16))
+        io, ii = sch.split(i, factors(i, 16, fixed and fixed.rows))
     else:
         io, ii = i, None
     outer = [io, jo] if row_outer else [jo, io]
@@ -208,7 +250,8 @@ def _sampled_tile(sch: s_tir.Schedule, blk, rows: int, row_outer: bool) -> None:
     # unit loops kept: the loop count must not depend on the sampled sizes, or the traces
     # of mutated candidates stop replaying
     sch.reverse_compute_at(acc, outer[1], preserve_unit_loops=True)
-    sch.parallel(sch.fuse(*outer))
+    fused = sch.fuse(*outer)
+    sch.parallel(fused)
     sch.unroll(ki)
     if ii is not None:
         sch.unroll(ii)
@@ -216,33 +259,77 @@ def _sampled_tile(sch: s_tir.Schedule, blk, rows: int, row_outer: bool) -> None:
     sch.vectorize(ji)
     sch.vectorize(sch.get_loops(acc)[-1])
     sch.decompose_reduction(blk, ko)
+    return fused
+
+
+def _packed_schedule(sch: s_tir.Schedule, kind: str, lanes: int, row_outer: bool,
+                     epilogue_in_tile: bool, fixed: PackedConfig | None = None
+                     ) -> s_tir.Schedule:
+    """One design space of the packed kernels (sampled sizes, or ``fixed``'s).
+
+    ``epilogue_in_tile``: the output block (bias, activation, residual, or the plain copy of
+    ``matmul_packed``) is computed under the tile loop right after the accumulator is
+    written back, instead of in a second parallel pass that re-reads the whole matmul
+    result from L2 / memory (786 KB for MiniLM's 128x1536 FFN). Only without a
+    ``matmul_tail`` block (the output then joins two tiles) and with one output block.
+    """
+    names = {sch.get(b).name_hint for b in _blocks(sch)}
+    if epilogue_in_tile and "matmul_tail" in names:
+        raise ValueError("epilogue in tile: the output joins matmul and matmul_tail")
+    fused = None
+    if "matmul" in names:
+        fused = _sampled_tile(sch, sch.get_sblock("matmul"), 8, row_outer, fixed)
+    if "matmul_tail" in names:
+        _sampled_tile(sch, sch.get_sblock("matmul_tail"), 1, row_outer, fixed)
+    root = sch.get_sblock("root")
+    outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
+    if kind == "fused_matmul_epilogue":
+        for b in _blocks(sch):
+            name = sch.get(b).name_hint
+            if name not in outputs and not _is_reduction(sch, b) and \
+                    not name.endswith("_init"):
+                sch.compute_inline(b)
+    out_blocks = list(sch.get_output_blocks(root))
+    if epilogue_in_tile:
+        if fused is None or len(out_blocks) != 1:
+            raise ValueError("epilogue in tile: needs one matmul tile and one output block")
+        (out,) = out_blocks
+        sch.reverse_compute_at(out, fused, preserve_unit_loops=True)
+        inner = sch.get_loops(out)[-1]  # the tile's 32 * panels columns
+        _, vi = sch.split(inner, [None, lanes])
+        sch.vectorize(vi)
+        return sch
+    for b in out_blocks:
+        _parallel_vectorize(sch, b, lanes)
+    return sch
+
+
+def packed_config_func(func: tirx.PrimFunc, config: PackedConfig, lanes: int
+                       ) -> tirx.PrimFunc:
+    """``func`` scheduled at one fixed point of the tuning space (sizes must divide the
+    extents, as sampled ones do): how tests reach the default and each new dimension."""
+    sch = s_tir.Schedule(workload_mod(func))
+    _packed_schedule(sch, _kind(func), lanes, config.row_outer, config.epilogue_in_tile, config)
+    return sch.mod["main"]
 
 
 def _packed_space(kind: str, lanes: int) -> Callable:
-    """Design spaces for ``matmul_packed`` / ``fused_matmul_epilogue`` (both loop orders)."""
-
-    def one(sch: s_tir.Schedule, row_outer: bool) -> s_tir.Schedule:
-        names = {sch.get(b).name_hint for b in _blocks(sch)}
-        if "matmul" in names:
-            _sampled_tile(sch, sch.get_sblock("matmul"), 8, row_outer)
-        if "matmul_tail" in names:
-            _sampled_tile(sch, sch.get_sblock("matmul_tail"), 1, row_outer)
-        outputs = {sch.get(b).name_hint for b in sch.get_output_blocks(sch.get_sblock("root"))}
-        if kind == "fused_matmul_epilogue":
-            for b in _blocks(sch):
-                name = sch.get(b).name_hint
-                if name not in outputs and not _is_reduction(sch, b) and \
-                        not name.endswith("_init"):
-                    sch.compute_inline(b)
-        for b in sch.get_output_blocks(sch.get_sblock("root")):
-            _parallel_vectorize(sch, b, lanes)
-        return sch
+    """Design spaces for ``matmul_packed`` / ``fused_matmul_epilogue``: both loop orders x
+    epilogue as a separate pass (llmc's default) or per tile, when the kernel allows it."""
 
     def space(sch: s_tir.Schedule) -> list[s_tir.Schedule]:
         # fresh copies of the module: scheduling ``sch`` itself rewrites the task's module in
         # place (see workload_mod), after which no trace replays on it
-        return [one(s_tir.Schedule(workload_mod(sch.mod["main"]), seed=sch.fork_seed()), ro)
-                for ro in (False, True)]
+        out = []
+        for epi in (False, True):
+            for ro in (False, True):
+                fresh = s_tir.Schedule(workload_mod(sch.mod["main"]), seed=sch.fork_seed())
+                try:
+                    out.append(_packed_schedule(fresh, kind, lanes, ro, epi))
+                except Exception:  # noqa: BLE001 - a kernel without a per-tile epilogue
+                    if not epi:
+                        raise
+        return out
     return space
 
 
@@ -435,8 +522,11 @@ def _budget_callback(tasks: list[TuneTask], deadline: float, total: int | None, 
                 print(f"llmc tune: [{task_id + 1}/{len(tasks)}] {msg} "
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
             if time.perf_counter() >= deadline:
-                for i in range(len(tasks)):
-                    task_scheduler.terminate_task(i)
+                for i, rec in enumerate(task_scheduler.tasks_):
+                    # a task whose space ran out is terminated already, and terminating it
+                    # twice fails a TVM check (seen at the end of a 10-minute MiniLM run)
+                    if not rec.is_terminated:
+                        task_scheduler.terminate_task(i)
 
         def close(self):
             if bar is not None:
@@ -531,6 +621,17 @@ def tune_module(mod: tvm.IRModule, target: dict, db_dir: str, *, budget_s: float
             measure_callbacks=callbacks, task_scheduler="round-robin")
     budget.close()
     _BUILT.clear()
+    record_results(result, tasks, database, tgt, lanes, found_at)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def record_results(result: TuneResult, tasks: list[TuneTask], database, tgt, lanes: int,
+                   found_at: dict[int, float] | None = None) -> None:
+    """Time each task's best record against the default, interleaved, and write the sidecar
+    (also usable on its own to re-measure an existing database)."""
+    found_at = found_at or {}
+    out_dir = result.db_dir
     sidecar_path = os.path.join(out_dir, SIDECAR)
     sidecar = _load_sidecar(sidecar_path)
     n_trials = 0
@@ -554,8 +655,6 @@ def tune_module(mod: tvm.IRModule, target: dict, db_dir: str, *, budget_s: float
         result.rows.append(row)
     _save_sidecar(sidecar_path, sidecar)
     result.trials = n_trials
-    result.seconds = time.perf_counter() - t0
-    return result
 
 
 def _has_xgboost() -> bool:
@@ -566,11 +665,10 @@ def _has_xgboost() -> bool:
         return False
 
 
-def tune_model(model, db_dir: str, *, budget: str | float = "10m", trials: int | None = None,
-               mcpu: str | None = None, input_shapes: dict | None = None,
-               opt_level: str = "O3", max_kernels: int | None = None, seed: int = 0,
-               log: Callable[[str], None] | None = None) -> TuneResult:
-    """Import ``model`` as `llmc compile` would (same passes, same packed kernels) and tune it."""
+def model_module(model, *, mcpu: str | None = None, input_shapes: dict | None = None,
+                 opt_level: str = "O3") -> tvm.IRModule:
+    """``model`` imported and optimized as `llmc compile` would: the module whose (packed)
+    kernels are tuned and later looked up."""
     from llmc.frontend import import_model
     from llmc.pipeline import CompileOptions, _optimize
 
@@ -585,10 +683,14 @@ def tune_model(model, db_dir: str, *, budget: str | float = "10m", trials: int |
         ctx = contextlib.nullcontext()
     with ctx:
         graph, _, _ = _optimize(graph, CompileOptions(target="x86", mcpu=mcpu, opt_level=opt_level))
-    try:
-        rm = build_relax(graph)
-    except BackendError:
-        raise
-    target = host_target(mcpu)
-    return tune_module(rm.mod, target, db_dir, budget_s=parse_budget(budget), trials=trials,
-                       max_kernels=max_kernels, seed=seed, log=log)
+    return build_relax(graph).mod
+
+
+def tune_model(model, db_dir: str, *, budget: str | float = "10m", trials: int | None = None,
+               mcpu: str | None = None, input_shapes: dict | None = None,
+               opt_level: str = "O3", max_kernels: int | None = None, seed: int = 0,
+               log: Callable[[str], None] | None = None) -> TuneResult:
+    """Import ``model`` as `llmc compile` would (same passes, same packed kernels) and tune it."""
+    mod = model_module(model, mcpu=mcpu, input_shapes=input_shapes, opt_level=opt_level)
+    return tune_module(mod, host_target(mcpu), db_dir, budget_s=parse_budget(budget),
+                       trials=trials, max_kernels=max_kernels, seed=seed, log=log)

@@ -253,3 +253,43 @@ def test_int8_kv_cache_generates_like_its_reference(llama_model, int8_kv_llama, 
     assert llm.generate(prompt, n, stop_tokens=[], kv_cache="paged", block_size=4) == want
     same = sum(a == b for a, b in zip(want, llama_llm.generate(prompt, n, stop_tokens=[])))
     assert same >= n // 2, (want, same)
+
+
+@pytest.mark.parametrize("weights", ["float32", "int8", "int8g64", "int4"])
+def test_decode_gemv_kernels_are_one_parallel_region_and_exact(weights):
+    """With small_dims=("batch",) a [batch, 1, K] @ W matmul is built GEMV-only: the output
+    stage is computed in the panel loop (one parallel region), and it matches the reference
+    for batch 1, 3 and 9 (rows beyond one register tile included)."""
+    import tvm
+
+    from llmc.backends.relax_builder import build_relax
+    from llmc.backends.x86 import build
+    from llmc.backends.x86.schedule import schedule_func
+    from llmc.passes import run_passes
+    from llmc.passes.int4 import quantize_int4
+    from llmc.passes.int8_weight_only import quantize_int8_wo
+
+    rng = np.random.default_rng(0)
+    g = Graph("gemv")
+    x = g.add_input("x", "float32", [D.sym("batch"), 1, 128])
+    w = g.add_constant(rng.standard_normal((128, 96)).astype(np.float32), "w")
+    b = g.add_constant(rng.standard_normal(96).astype(np.float32), "b")
+    y = g.add_node("add", [g.add_node("matmul", [x, w])[0], b])
+    g.set_outputs(y)
+    if weights == "int4":
+        g, _ = quantize_int4(g, group_size=64)
+    elif weights != "float32":
+        g, _ = quantize_int8_wo(g, group_size=64 if weights == "int8g64" else None)
+    g, _ = run_passes(g, level="O3")    # fp32: matmul + bias become one fused kernel
+    funcs = [f for f in build_relax(g, small_dims=("batch",)).mod.functions.values()
+             if isinstance(f, tvm.tirx.PrimFunc)]
+    assert len(funcs) == 1
+    text = schedule_func(funcs[0], str(funcs[0].attrs["llmc_kind"]))[0].script()
+    assert text.count("T.parallel") == 1, text
+    res = build(g, small_dims=("batch",))
+    from llmc.backends.x86 import run as run_x86
+    for batch in (1, 3, 9):
+        xv = rng.standard_normal((batch, 1, 128)).astype(np.float32)
+        want = run_reference(g, {"x": xv})[g.outputs[0]]
+        got = run_x86(res, {"x": xv})[g.outputs[0]]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

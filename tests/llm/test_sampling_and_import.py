@@ -92,7 +92,7 @@ def test_compile_refuses_bad_options():
     with pytest.raises(LlmcError, match="sliding window"):
         compile_llm(spec, LLMCompileOptions(max_context=32))
     with pytest.raises(LlmcError, match="KV-cache dtype"):
-        compile_llm(spec, LLMCompileOptions(max_context=16, kv_dtype="int8"))
+        compile_llm(spec, LLMCompileOptions(max_context=16, kv_dtype="int4"))
     with pytest.raises(LlmcError, match="weight precision 'int2'.*float32, int8, int4"):
         compile_llm(spec, LLMCompileOptions(max_context=16, weights="int2"))
     gpt2 = from_transformers(tiny_gpt2())
