@@ -157,6 +157,25 @@ def test_matmul_variants():
     assert set(r.params) == set(r.param_names) == {"w__packed", "w2__packed"}
 
 
+def test_batched_matmul_update_loop_stays_vectorized():
+    """Both operands computed (unfused attention): the default schedule's update loop is the
+    vector loop (a later generic pass once re-split it and lost it: 2 GFLOP/s)."""
+    from tvm import tirx
+
+    from llmc.backends.relax_builder import build_relax
+    from llmc.backends.x86.schedule import schedule_func
+
+    g = Graph("bmm")
+    y = g.add_node("matmul", [g.add_input("a", "float32", [1, 12, 128, 32]),
+                              g.add_input("b", "float32", [1, 12, 32, 128])])
+    g.set_outputs(y)
+    (func,) = [f for f in build_relax(g).mod.functions.values() if isinstance(f, tirx.PrimFunc)]
+    new, how = schedule_func(func, "matmul")
+    text = new.script()
+    update = text[text.index('T.sblock("matmul_update")') - 400:text.index('T.sblock("matmul_update")')]
+    assert how == "matmul" and "T.vectorized(T.int64(16))" in update, text
+
+
 def test_half_precision_ops():
     """float16 in and out, computed in float32 inside the kernels (as the reference does)."""
     g = Graph("half")
