@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from typing import Callable
 
@@ -23,6 +24,15 @@ def machine() -> str:
     return (f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}, "
             f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')}, "
             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+
+def threads_flag() -> int | None:
+    """``--threads N`` read from argv before the heavy imports (thread pools size themselves
+    when the libraries load, so the benchmark scripts must set the environment first)."""
+    for i, a in enumerate(sys.argv[:-1]):
+        if a == "--threads":
+            return int(sys.argv[i + 1])
+    return None
 
 
 def fair_environment(threads: int | None = None) -> int:

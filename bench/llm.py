@@ -34,19 +34,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine, print_table, read_bandwidth_gbs  # noqa: E402
+from bench.common import (fair_environment, machine, print_table,  # noqa: E402
+                          read_bandwidth_gbs, threads_flag)
 
 
 
-def _threads_flag() -> int | None:
-    """``--threads N`` read before the imports (thread pools size themselves at import)."""
-    for i, a in enumerate(sys.argv[:-1]):
-        if a == "--threads":
-            return int(sys.argv[i + 1])
-    return None
-
-
-THREADS = fair_environment(_threads_flag())
+THREADS = fair_environment(threads_flag())
 
 import numpy as np  # noqa: E402
 

@@ -17,17 +17,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine  # noqa: E402
+from bench.common import fair_environment, machine, threads_flag  # noqa: E402
 
 
-def _threads_flag() -> int | None:
-    for i, a in enumerate(sys.argv[:-1]):
-        if a == "--threads":
-            return int(sys.argv[i + 1])
-    return None
-
-
-THREADS = fair_environment(_threads_flag())
+THREADS = fair_environment(threads_flag())
 
 import numpy as np  # noqa: E402
 
