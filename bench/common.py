@@ -77,3 +77,23 @@ def read_bandwidth_gbs(threads: int, repeat: int = 10, n: int = 64 << 20) -> flo
     torch.set_num_threads(threads)
     b = torch.ones(n)
     return 4 * n / (median_ms(lambda: torch.sum(b), repeat) / 1e3) / 1e9
+
+
+def ort_session(path: str, threads: int, spinning: bool = False):
+    """The ONNX Runtime CPU session every bench script compares against: all graph
+    optimizations, ``threads`` intra-op threads, one inter-op thread.
+
+    ``spinning`` False (the default, as OMP_WAIT_POLICY=PASSIVE for the OpenMP peers): ORT's
+    own pool ignores OMP_WAIT_POLICY and would keep spinning after a run, taxing the next peer
+    of a round. bench/minilm.py and bench/fusion.py keep it on: they alternate peers call by
+    call on MiniLM at batch 1, where a sleeping pool pays a wake-up per op (measured in
+    fusion.py: ORT 17.8 ms spinning vs 33.5 ms not; suite.py's per-peer rounds: 22 ms)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine  # noqa: E402
+from bench.common import fair_environment, machine, ort_session  # noqa: E402
 
 THREADS = fair_environment(int(os.environ.get("TVM_NUM_THREADS", "0")) or None)
 
@@ -85,8 +85,6 @@ def bench_model(label: str, path: str, feeds: list[tuple], repeat: int) -> list[
     A feed is (name, inputs, dims) or (name, inputs, dims, torch_fn): with ``torch_fn``
     (a zero-argument PyTorch call of the same model) PyTorch joins the round-robin.
     """
-    import onnxruntime as ort
-
     from llmc.backends import x86
     from llmc.frontends.onnx import import_onnx
     from llmc.passes import plan_memory, run_passes
@@ -98,10 +96,7 @@ def bench_model(label: str, path: str, feeds: list[tuple], repeat: int) -> list[
         go, _ = run_passes(g, lvl)
         t0 = time.perf_counter()
         built[lvl] = (go, x86.build(go), time.perf_counter() - t0)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = THREADS
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, THREADS, spinning=True)
     rows = []
     for name, inputs, dims, *torch_fn in feeds:
         fns, row = {}, {"workload": f"{label} {name}"}
@@ -179,7 +174,6 @@ def _cnn(repeat: int, widths: tuple = (16, 64)) -> list[dict]:
     (NCHW16c), each once for a symbolic batch; times them with ONNX Runtime and PyTorch
     (same thread count) round-robin at batch 1 and 8.
     """
-    import onnxruntime as ort
     import torch
 
     from llmc.backends import x86
@@ -204,10 +198,7 @@ def _cnn(repeat: int, widths: tuple = (16, 64)) -> list[dict]:
                     go, _ = run_passes(g, lvl)
                 t0 = time.perf_counter()
                 built[label] = (go, x86.build(go), time.perf_counter() - t0)
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.intra_op_num_threads = THREADS
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            sess = ort_session(path, THREADS, spinning=True)
             for b in (1, 8):
                 x = resnet_input(b, seed=b)
                 inputs = {"x": x.numpy()}

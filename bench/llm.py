@@ -34,8 +34,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import (fair_environment, machine, print_table,  # noqa: E402
-                          read_bandwidth_gbs, threads_flag)
+from bench.common import (fair_environment, machine, ort_session,  # noqa: E402
+                          print_table, read_bandwidth_gbs, threads_flag)
 
 
 
@@ -226,19 +226,12 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, model_dir, prompt: np.ndarray, new: int):
-        import onnxruntime as ort
-
         from llmc.frontends.hf_gguf import cache_root
 
         path = str(cache_root() / "onnx" / f"{os.path.basename(str(model_dir))}-kv.onnx")
         if not os.path.exists(path):
             export_onnx_kv(model_dir, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = THREADS
-        opts.inter_op_num_threads = 1
-        # ONNX Runtime's own pool ignores OMP_WAIT_POLICY: no spinning, as PASSIVE for the others
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.sess = ort_session(path, THREADS)
         ins = self.sess.get_inputs()
         self.past_names = [i.name for i in ins[3:]]
         shape = ins[3].shape

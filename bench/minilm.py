@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine, print_table  # noqa: E402
+from bench.common import fair_environment, machine, ort_session, print_table  # noqa: E402
 
 THREADS = fair_environment()
 
@@ -28,7 +28,6 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
 
-    import onnxruntime as ort
     import torch
 
     import llmc
@@ -42,10 +41,7 @@ def main() -> int:
     compile_s = time.perf_counter() - t0
     model = art.load()
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = THREADS
-    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, THREADS, spinning=True)
     tmodel = minilm()
 
     rows = []

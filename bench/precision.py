@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine  # noqa: E402
+from bench.common import fair_environment, machine, ort_session  # noqa: E402
 
 fair_environment(2)
 
@@ -93,12 +93,7 @@ def _llmc_fn(g, batch):
 
 
 def _ort_fn(path, batch):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(os.environ.get("TVM_NUM_THREADS", "2"))
-    # ORT's pool spins after each run by default: the next peer in a round would pay for it
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    s = ort_session(path, int(os.environ.get("TVM_NUM_THREADS", "2")))
     feed = {i.name: batch[n] for i, n in zip(s.get_inputs(), batch)}
     return (lambda: s.run(None, feed)), s.run(None, feed)[0]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import fair_environment, machine  # noqa: E402
+from bench.common import fair_environment, machine, ort_session  # noqa: E402
 
 THREADS = fair_environment()
 
@@ -230,14 +230,7 @@ def peer_llmc(w: Workload, tuning_db: str | None):
 
 
 def peer_onnxruntime(w: Workload, _):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = THREADS
-    # no busy-waiting worker threads, as OMP_WAIT_POLICY=PASSIVE for the OpenMP peers
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(str(w.onnx), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(w.onnx, THREADS)
     return lambda: sess.run(None, w.inputs)
 
 
