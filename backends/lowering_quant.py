@@ -14,6 +14,8 @@ cost on a memory-bound decode path); prefill's full row tiles run on dequantized
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from tvm import te, tirx
 
 from .lowering import PACK, _ld, flat_rows, lower, row_tiles, tile_rows_output
@@ -134,6 +136,22 @@ def _qconv2d_int8(ins, attrs, ctx):
     return [te.compute(oshape, epi, name="out")]
 
 
+def dequant_tile_matmul(xv: Callable, dq: Callable, k: int, npad: int, pw: int, mfull
+                        ) -> te.Tensor:
+    """The full MTILE-row tiles of the group-wise weight-only kernels (int4, grouped int8):
+    ``dequant4``, the fp32 weight in PACK-column panels (``dq(panel, k, column)`` of the
+    ``pw``-wide storage panels; K rows only when there is a full tile, so decoding dequantizes
+    nothing), and ``qmm4`` = x @ it, which the schedule runs as the fp32 register tile."""
+    def dq_packed(b, kk, jj):
+        j = b * PACK + jj
+        return dq(j // pw, kk, j % pw)
+    kdq = _i64(k) * tirx.min(mfull, _i64(1))
+    wdq = te.compute((_i64(npad // PACK), kdq, _i64(PACK)), dq_packed, name="dequant4")
+    rk = te.reduce_axis((0, k), "k")
+    return te.compute((mfull, _i64(npad)), lambda i, j: te.sum(
+        xv(i, rk) * wdq[j // PACK, rk, j % PACK], axis=rk), name="qmm4")
+
+
 @lower("qlinear_int4", kind="quant_int4")
 def _qlinear_int4(ins, attrs, ctx):
     """int4 panels [N/64, K/2, 64]: prefill dequantizes, decode sums each group first.
@@ -168,17 +186,11 @@ def _qlinear_int4(ins, attrs, ctx):
         return tirx.bitwise_and(b, tirx.const(15, "int32")).astype("float32")
     cp = ct = None
     if has_full:
-        def dq(b, kk, jj):
-            j = b * PACK + jj
-            p, c, gi = j // pw, j % pw, kk // g
+        def dq(p, kk, c):
+            gi = kk // g
             code = nib(w[p, kk // 2, c], kk % 2)
             return (code - z[p, gi, c].astype("float32")) * s[p, gi, c].astype("float32")
-        # K rows only when there is a full tile: no dequantization at all when decoding
-        kdq = _i64(k) * tirx.min(mfull, _i64(1))
-        wdq = te.compute((_i64(npad // PACK), kdq, _i64(PACK)), dq, name="dequant4")
-        rk = te.reduce_axis((0, k), "k")
-        cp = te.compute((mfull, _i64(npad)), lambda i, j: te.sum(
-            xv(i, rk) * wdq[j // PACK, rk, j % PACK], axis=rk), name="qmm4")
+        cp = dequant_tile_matmul(xv, dq, k, npad, pw, mfull)
     if has_tail:
         mt = m - mfull
         rs = te.reduce_axis((0, g), "ks")

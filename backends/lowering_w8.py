@@ -17,10 +17,10 @@ registers (``part4``) and multiply by the group's scale once (``qmm4_tail``); th
 """
 from __future__ import annotations
 
-from tvm import te, tirx
+from tvm import te
 
-from .lowering import PACK, _ld, lower, row_tiles, tile_rows_output
-from .lowering_quant import _i64
+from .lowering import _ld, lower, row_tiles, tile_rows_output
+from .lowering_quant import _i64, dequant_tile_matmul
 
 
 @lower("qlinear_int8_wo", kind="matmul_packed")
@@ -73,16 +73,9 @@ def _qlinear_int8_wo_grouped(ins, attrs, ctx):
         return _ld(x, *unravel(r), kk).astype("float32")
     cp = ct = None
     if has_full:
-        def dq(b, kk, jj):
-            j = b * PACK + jj
-            p, c = j // pw, j % pw
-            return w[p, kk, c].astype("float32") * s[p, kk // g, c]
-        # K rows only when there is a full tile: no dequantization at all when decoding
-        kdq = _i64(k) * tirx.min(mfull, _i64(1))
-        wdq = te.compute((_i64(npad // PACK), kdq, _i64(PACK)), dq, name="dequant4")
-        rk = te.reduce_axis((0, k), "k")
-        cp = te.compute((mfull, _i64(npad)), lambda i, j: te.sum(
-            xv(i, rk) * wdq[j // PACK, rk, j % PACK], axis=rk), name="qmm4")
+        cp = dequant_tile_matmul(
+            xv, lambda p, kk, c: w[p, kk, c].astype("float32") * s[p, kk // g, c],
+            k, npad, pw, mfull)
     if has_tail:
         mt = m - mfull
         kp = te.reduce_axis((0, g), "kp")
