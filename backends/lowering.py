@@ -637,23 +637,19 @@ def _attention(ins, attrs, ctx):
     if one_query:
         # decode (one query row): each score is a dot product over a contiguous key row; a
         # transposed copy of K would cost more than the dot products it speeds up
-        def score(*idx):
-            lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
-            qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
-            ki = kv_index(k, lead) + [j, e]
-            return te.sum(_ld(q, *qi).astype(acc) * _ld(k, *ki).astype(acc), axis=e)
-        s = te.compute(sshape, score, name="scores_dot")
+        keys, key_at, score_name = k, (lambda j: [j, e]), "scores_dot"
     else:
         # k transposed once ([.., E, Lk]) so the score loop runs contiguously over keys
-        kt = te.compute(list(k.shape[:-2]) + [E, lk],
-                        lambda *i: _ld(k, *i[:-2], i[-1], i[-2]), name="k_t")
+        keys = te.compute(list(k.shape[:-2]) + [E, lk],
+                          lambda *i: _ld(k, *i[:-2], i[-1], i[-2]), name="k_t")
+        key_at, score_name = (lambda j: [e, j]), "scores"
 
-        def score(*idx):
-            lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
-            qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
-            ki = kv_index(k, lead) + [e, j]
-            return te.sum(_ld(q, *qi).astype(acc) * _ld(kt, *ki).astype(acc), axis=e)
-        s = te.compute(sshape, score, name="scores")
+    def score(*idx):
+        lead, i, j = list(idx[:-2]), idx[-2], idx[-1]
+        qi = _bindex_lead(q, lead, len(q.shape) - 2) + [i, e]
+        ki = kv_index(k, lead) + key_at(j)
+        return te.sum(_ld(q, *qi).astype(acc) * _ld(keys, *ki).astype(acc), axis=e)
+    s = te.compute(sshape, score, name=score_name)
     sc = scale if scale is not None else None
 
     def masked(*idx):

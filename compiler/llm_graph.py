@@ -207,9 +207,8 @@ def build_graph(spec: "LLMSpecLike", kind: str, kv_dtype: str = "float32",
             # the new rows go into the cache (in place in the compiled step) and attention
             # reads the cache's first kv_len rows, in the cache's dtype: a float16 or int8 row
             # is read rounded whether it is new or old
-            off = {"offset": kv_len - 1}
-            rows = [kn, vn] if kv_dtype == "int8" else [k, v]
-            kc, vc = g.add_node("kv_cache_write", [*caches[i][:2], *rows], off, num_outputs=2)
+            off = {"offset": kv_len - 1}   # the rows as the cache holds them (cast once)
+            kc, vc = g.add_node("kv_cache_write", [*caches[i][:2], kn, vn], off, num_outputs=2)
             extra = g.add_node("kv_cache_write", [*caches[i][2:], *scales], off,
                                num_outputs=2) if scales else []
             a = b.op("attention", [q, kc, vc, mask, *extra], scale=None, is_causal=False,
